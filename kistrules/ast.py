@@ -1,0 +1,233 @@
+"""The rulebook syntax tree: frozen pydantic nodes, each with its source span.
+
+The tree holds whatever parses; judging it (unknown names, reversed trapezoids,
+truth values out of range) is the checker's job, so that every such mistake
+becomes a diagnostic with a span rather than a spanless validation error.
+
+Names are stored lower-cased (the language is case-insensitive); `text` keeps
+the spelling the expert wrote, for messages. Sequences are tuples, because
+pydantic's `frozen` is shallow. Nodes carry no behaviour beyond read-only
+conveniences; each pass is a function that dispatches on `kind`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kistrules.span import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span
+
+
+class Identifier(Node):
+    """A name as written: `name` lower-cased, `text` verbatim."""
+
+    kind: Literal["identifier"] = "identifier"
+    name: str
+    text: str
+
+
+class Number(Node):
+    """A numeric literal; `text` keeps the expert's spelling (`0.80`, `1e-3`)."""
+
+    kind: Literal["number"] = "number"
+    value: float
+    text: str
+
+
+class MembershipCall(Node):
+    """`trapezoid(a, b, c, d)`, `triangle(a, b, c)` or `gaussian(mean, sigma)`.
+
+    `function` is whatever name was written; the checker validates it and the
+    arity, so a typo gets a did-you-mean instead of a syntax error.
+    """
+
+    kind: Literal["membership"] = "membership"
+    function: Identifier
+    args: tuple[Number, ...]
+
+
+# --- statements -------------------------------------------------------------
+
+
+class RulebookName(Node):
+    """`rulebook "NAME"`: the display name."""
+
+    kind: Literal["rulebook"] = "rulebook"
+    name: str
+
+
+class ScaleDef(Node):
+    """`scale PROPERTY = NUMBER`: gamma, v' = clip(v / gamma, 0, 1) (paper eq. 16)."""
+
+    kind: Literal["scale"] = "scale"
+    property: Identifier
+    value: Number
+
+
+class SetDef(Node):
+    """`set NAME = MF(...)` (any property) or `set PROPERTY.NAME = MF(...)` (one)."""
+
+    kind: Literal["set"] = "set"
+    property: Identifier | None
+    name: Identifier
+    function: MembershipCall
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.property.name}.{self.name.name}" if self.property else self.name.name
+
+
+class ThresholdDef(Node):
+    """`threshold NUMBER`: the anomaly-grade threshold alpha."""
+
+    kind: Literal["threshold"] = "threshold"
+    value: Number
+
+
+# --- conditions -------------------------------------------------------------
+
+
+class Term(Node):
+    """`PROPERTY is [not] [HEDGE ...] SET`.
+
+    `hedges` are in written order; they apply from the set outward, and `not`
+    last: `gray is not very somewhat low` = 1 - very(somewhat(low(gray'))).
+    """
+
+    kind: Literal["term"] = "term"
+    property: Identifier
+    negated: bool = False
+    hedges: tuple[Identifier, ...] = ()
+    set: Identifier
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    operand: Condition
+
+
+class And(Node):
+    """Two or more operands; AND = min. A chain `a AND b AND c` is one node."""
+
+    kind: Literal["and"] = "and"
+    operands: tuple[Condition, ...]
+
+
+class Or(Node):
+    """Two or more operands; OR = max."""
+
+    kind: Literal["or"] = "or"
+    operands: tuple[Condition, ...]
+
+
+Condition = Annotated[Term | Not | And | Or, Field(discriminator="kind")]
+
+
+class Rule(Node):
+    """`rule NAME: IF COND THEN anomalous (TV)`; name and TV are optional.
+
+    `position` is the rule's 1-based place among the rulebook's rules, which
+    names an unnamed rule (`rule 3`).
+    """
+
+    kind: Literal["rule"] = "rule"
+    label: Identifier | None = None
+    condition: Condition
+    truth: Number | None = None
+    position: int
+
+    @property
+    def name(self) -> str:
+        return self.label.name if self.label is not None else f"rule {self.position}"
+
+    @property
+    def truth_value(self) -> float:
+        return self.truth.value if self.truth is not None else 1.0
+
+
+Statement = Annotated[
+    RulebookName | ScaleDef | SetDef | ThresholdDef | Rule, Field(discriminator="kind")
+]
+
+
+class Comment(Node):
+    """A `# ...` comment; kept so that `fmt` can put it back."""
+
+    kind: Literal["comment"] = "comment"
+    text: str
+
+
+DEFAULT_THRESHOLD = 0.8
+
+
+class Rulebook(Node):
+    """A parsed rulebook: its statements in file order, plus its comments.
+
+    The read-only views (`rules`, `scales`, `sets`, `threshold`) take the last
+    definition when a name is defined twice; the checker reports the duplicate.
+    """
+
+    kind: Literal["rulebook_file"] = "rulebook_file"
+    path: str
+    statements: tuple[Statement, ...]
+    comments: tuple[Comment, ...] = ()
+    source: str = Field(default="", repr=False)
+
+    @property
+    def display_name(self) -> str | None:
+        names = [s.name for s in self.statements if isinstance(s, RulebookName)]
+        return names[-1] if names else None
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(s for s in self.statements if isinstance(s, Rule))
+
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.rules)
+
+    @property
+    def scales(self) -> dict[str, float]:
+        """Explicit scales only; `builtins.PROPERTIES` holds the defaults."""
+        return {s.property.name: s.value.value for s in self.statements if isinstance(s, ScaleDef)}
+
+    @property
+    def sets(self) -> dict[str, SetDef]:
+        """Sets defined in the file, keyed `name` or `property.name`."""
+        return {s.qualified_name: s for s in self.statements if isinstance(s, SetDef)}
+
+    @property
+    def threshold(self) -> float:
+        values = [s.value.value for s in self.statements if isinstance(s, ThresholdDef)]
+        return values[-1] if values else DEFAULT_THRESHOLD
+
+    def compile(self, device: str = "cpu"):  # noqa: ANN201 - torch is imported lazily
+        """The rulebook as a vectorised torch scorer (see `kistrules.compiler`)."""
+        from kistrules.compiler import compile_rulebook
+
+        return compile_rulebook(self, device=device)
+
+
+Not.model_rebuild()
+And.model_rebuild()
+Or.model_rebuild()
+Rule.model_rebuild()
+Rulebook.model_rebuild()
+
+
+def iter_terms(condition: Term | Not | And | Or):
+    """Every term of a condition, left to right."""
+    if isinstance(condition, Term):
+        yield condition
+    elif isinstance(condition, Not):
+        yield from iter_terms(condition.operand)
+    else:
+        for operand in condition.operands:
+            yield from iter_terms(operand)

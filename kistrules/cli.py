@@ -1,0 +1,73 @@
+"""The `kistrules` command line: the typer app and its one-line error handling.
+
+Each command lives in a `kistrules/commands/` module that registers itself on
+`app`; a command parses its options, calls the library, renders and picks the
+exit code (0 clean, 1 errors, 2 usage). Nothing a test needs lives only in a
+command. torch is imported inside the commands that need it, so that `check`
+and `fmt` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from kistrules.errors import KistrulesError
+
+app = typer.Typer(
+    name="kistrules",
+    help="Fuzzy-rule knowledge for anomaly localization: check, format, explain, train.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Fuzzy-rule knowledge for anomaly localization: check, format, explain, train."""
+
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, *, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    stderr.print(f"[bold red]error[/]: {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _register_commands() -> None:
+    # Imported for their side effect of adding commands to `app`.
+    from kistrules.commands import language, pipeline, tools  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point: user errors are one line, never a traceback.
+
+    typer's standalone mode already turns usage errors into exit 2; what
+    reaches us is either a `KistrulesError` (one line, its exit code) or a bug.
+    """
+    _register_commands()
+    try:
+        app()
+    except KistrulesError as err:
+        stderr.print(f"error: {err}", markup=False, highlight=False)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("interrupted", markup=False)
+        sys.exit(130)
+    except Exception as err:
+        if os.environ.get("KISTRULES_DEBUG"):
+            raise
+        stderr.print(
+            f"internal error: {type(err).__name__}: {err} "
+            "(please report it; set KISTRULES_DEBUG=1 for a traceback)",
+            markup=False,
+        )
+        sys.exit(3)
