@@ -12,11 +12,14 @@ conveniences; each pass is a function that dispatches on `kind`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kistrules.span import Span
+
+if TYPE_CHECKING:
+    from kistrules.compiler import Scorer
 
 
 class Node(BaseModel):
@@ -208,8 +211,11 @@ class Rulebook(Node):
         values = [s.value.value for s in self.statements if isinstance(s, ThresholdDef)]
         return values[-1] if values else DEFAULT_THRESHOLD
 
-    def compile(self, device: str = "cpu"):  # noqa: ANN201 - torch is imported lazily
-        """The rulebook as a vectorised torch scorer (see `kistrules.compiler`)."""
+    def compile(self, device: str = "cpu") -> Scorer:
+        """The rulebook as a vectorised torch scorer (see `kistrules.compiler`).
+
+        torch is imported here, not at module level, so `check` and `fmt` start fast.
+        """
         from kistrules.compiler import compile_rulebook
 
         return compile_rulebook(self, device=device)

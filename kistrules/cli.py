@@ -27,7 +27,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Fuzzy-rule knowledge for anomaly localization: check, format, explain, train."""
@@ -44,7 +43,7 @@ def fail(message: str, *, code: int = 1) -> typer.Exit:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from kistrules.commands import language, pipeline, tools  # noqa: F401
+    from kistrules.commands import check, explain, fmt, tools, train  # noqa: F401
 
 
 def main() -> None:

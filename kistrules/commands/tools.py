@@ -1,4 +1,5 @@
 """CLI commands (being written)."""
+
 from kistrules.cli import app
 
 

@@ -1,0 +1,238 @@
+"""Label audit: is the knowledge any good? Pseudo-labels of the anomalous TEST images vs masks.
+
+`audit_rulebook` runs the training's own labelling (`label_regions`, eq. 9-12,
+with the run's final model and residual statistics) on test/<defect> images,
+which have masks, and reports per defect type and overall, per rule and for the
+whole rulebook: regions fired, images labelled and pixel precision / recall.
+A rule's labels are the union of the regions whose output of that rule reaches
+alpha; the rulebook's labels are the union over rules (grade = max over rules).
+Labels are compared at the masks' original resolution (nearest upsampling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kist_train.pseudo_labels import confusion, precision_recall, upsample_mask
+
+OVERALL = "(rulebook)"
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One (defect type, rule) cell of the audit."""
+
+    group: str
+    rule: str
+    images: int
+    images_labelled: int
+    regions_fired: int
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float | None:
+        return precision_recall(self.tp, self.fp, self.fn)[0]
+
+    @property
+    def recall(self) -> float | None:
+        return precision_recall(self.tp, self.fp, self.fn)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall}
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The audit of one rulebook on one run's residuals."""
+
+    run_dir: str
+    rulebook: str
+    rulebook_sha256: str
+    mu_e: float
+    sigma_e: float
+    thresholds: tuple[float, ...]
+    rule_names: tuple[str, ...]
+    rows: tuple[AuditRow, ...]
+
+    def row(self, group: str, rule: str = OVERALL) -> AuditRow:
+        for candidate in self.rows:
+            if candidate.group == group and candidate.rule == rule:
+                return candidate
+        raise KeyError((group, rule))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [r.to_dict() for r in self.rows]
+        data["thresholds"] = list(self.thresholds)
+        data["rule_names"] = list(self.rule_names)
+        return data
+
+    def format_text(self) -> str:
+        """A plain table: one block per defect type, one line per rule."""
+
+        def pct(value: float | None) -> str:
+            return "n/a" if value is None else f"{100 * value:.1f}"
+
+        width = max([len(OVERALL), *(len(n) for n in self.rule_names)]) + 2
+        lines = [
+            f"label audit of {self.rulebook} on {self.run_dir} (mu_e={self.mu_e:.3g}, "
+            f"sigma_e={self.sigma_e:.3g}, {len(self.thresholds)} thresholds)",
+            f"{'defect':<12}{'rule':<{width}}{'regions':>8}{'images':>9}"
+            f"{'precision %':>13}{'recall %':>10}",
+        ]
+        for r in self.rows:
+            lines.append(
+                f"{r.group:<12}{r.rule:<{width}}{r.regions_fired:>8}"
+                f"{f'{r.images_labelled}/{r.images}':>9}{pct(r.precision):>13}{pct(r.recall):>10}"
+            )
+        return "\n".join(lines)
+
+
+def audit_rows(
+    groups: Sequence[str],
+    truth: Sequence[np.ndarray],
+    overall: Sequence[np.ndarray],
+    per_rule: Sequence[Sequence[np.ndarray]],
+    regions_overall: Sequence[int],
+    regions_per_rule: np.ndarray,
+    rule_names: Sequence[str],
+) -> list[AuditRow]:
+    """Aggregate per-image labels into rows (pure: the hand-checkable part of the audit).
+
+    Args:
+        groups: defect type of each image.
+        truth: original-size bool masks.
+        overall: rulebook labels at each mask's size.
+        per_rule: per_rule[r][i] is rule r's labels of image i at the mask's size.
+        regions_overall: regions fired (grade >= alpha) per image.
+        regions_per_rule: (n_images, R) regions where rule r's output >= alpha.
+        rule_names: the R rule names.
+    """
+    n = len(groups)
+    regions_per_rule = np.asarray(regions_per_rule, dtype=np.int64).reshape(n, len(rule_names))
+    cells: list[tuple[str, list[np.ndarray], np.ndarray]] = [
+        (OVERALL, list(overall), np.asarray(regions_overall, dtype=np.int64))
+    ]
+    cells += [
+        (name, list(per_rule[r]), regions_per_rule[:, r]) for r, name in enumerate(rule_names)
+    ]
+    order = sorted(set(groups))
+    rows = []
+    for group in [*order, ALL]:
+        members = [i for i in range(n) if group in (ALL, groups[i])]
+        for name, preds, regions in cells:
+            tp = fp = fn = 0
+            labelled = 0
+            for i in members:
+                a, b, c = confusion(preds[i], truth[i])
+                tp, fp, fn = tp + a, fp + b, fn + c
+                labelled += bool(np.any(preds[i]))
+            rows.append(
+                AuditRow(
+                    group=group,
+                    rule=name,
+                    images=len(members),
+                    images_labelled=labelled,
+                    regions_fired=int(sum(int(regions[i]) for i in members)),
+                    tp=tp,
+                    fp=fp,
+                    fn=fn,
+                )
+            )
+    return rows
+
+
+def audit_rulebook(
+    run_dir: str | Path,
+    rulebook_path: str | Path,
+    data_dir: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+) -> AuditReport:
+    """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model."""
+    from kist_train.data import load_dataset, working_tensor
+    from kist_train.engine import residuals_of
+    from kist_train.predict import load_run
+    from kist_train.pseudo_labels import label_regions, rule_masks
+    from kistrules.api import load
+    from kistrules.errors import DataError, UsageError
+
+    rulebook_path = Path(rulebook_path)
+    if not rulebook_path.is_file():
+        raise UsageError(f"{rulebook_path}: rulebook not found")
+    run = load_run(run_dir, device=device)
+    scorer = load(rulebook_path).compile(device=run.device)
+    dataset = load_dataset(data_dir)
+    items = [item for item in dataset.require_test() if item.is_anomalous]
+    if not items:
+        raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
+    rule_names = list(scorer.rule_names)
+    alpha = float(scorer.threshold)
+
+    groups, truth, overall = [], [], []
+    per_rule: list[list[np.ndarray]] = [[] for _ in rule_names]
+    regions_overall: list[int] = []
+    regions_rules: list[np.ndarray] = []
+    thresholds: tuple[float, ...] = ()
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        masks = [item.mask() for item in chunk]
+        x = working_tensor(chunk, run.size, device=run.device)
+        residuals = residuals_of(run.model, x, batch_size=batch_size)
+        labels = label_regions(
+            x[:, 0] * 255.0,
+            residuals,
+            scorer,
+            mu=run.mu_e,
+            sigma=run.sigma_e,
+            s=run.config.s,
+            original_sizes=[item.shape for item in chunk],
+        )
+        thresholds = tuple(float(t) for t in labels.thresholds)
+        by_rule = rule_masks(labels, scorer)
+        image_of = torch.as_tensor(labels.table.image).long().cpu()
+        fired = torch.as_tensor(labels.trace.fired).bool().cpu()
+        rules = torch.as_tensor(labels.trace.rules).cpu()
+        b = len(chunk)
+        regions_overall += torch.bincount(image_of[fired], minlength=b).tolist()
+        counts = np.zeros((b, len(rule_names)), dtype=np.int64)
+        for r in range(len(rule_names)):
+            counts[:, r] = torch.bincount(image_of[rules[:, r] >= alpha], minlength=b).numpy()
+        regions_rules.append(counts)
+        for i, (item, mask) in enumerate(zip(chunk, masks, strict=True)):
+            groups.append(item.defect)
+            truth.append(mask)
+            overall.append(upsample_mask(labels.mask[i], mask.shape))
+            for r in range(len(rule_names)):
+                per_rule[r].append(upsample_mask(by_rule[r][i], mask.shape))
+    rows = audit_rows(
+        groups,
+        truth,
+        overall,
+        per_rule,
+        regions_overall,
+        np.concatenate(regions_rules),
+        rule_names,
+    )
+    text = rulebook_path.read_text(encoding="utf-8")
+    return AuditReport(
+        run_dir=str(run.run_dir),
+        rulebook=str(rulebook_path),
+        rulebook_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        mu_e=run.mu_e,
+        sigma_e=run.sigma_e,
+        thresholds=thresholds,
+        rule_names=tuple(rule_names),
+        rows=tuple(rows),
+    )

@@ -1,0 +1,263 @@
+"""Data sets in the MVTec AD layout plus weakly labelled anomalies (kist-method.md).
+
+```
+DATASET/
+  train/good/*                          normal training images
+  train/anomalous/*                     anomalous images, image-level label only (optional)
+  test/good/*, test/<defect>/*          test images (optional for training)
+  ground_truth/<defect>/<stem>_mask.png masks of test/<defect> (nonzero = anomalous)
+  ground_truth/anomalous/<stem>_mask.png  optional masks of train/anomalous, used only
+                                        to log pseudo-label precision / recall
+```
+
+Images are decoded lazily, once, and cached; `working_tensor` resizes a list of
+them to the square working size in one stacked tensor, which is what training
+keeps on the device. Every user error is a one-line `DataError` naming the path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kistrules.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+MASK_SUFFIX = "_mask.png"
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """Decode an image file to gray values, (H, W) float32 on a 0-255 scale.
+
+    RGB(A) is converted with the ITU-R 709 luma weights (skimage's rgb2gray);
+    16-bit images are rescaled to 0-255; float images in [0, 1] are scaled by 255.
+    """
+    import skimage.io
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = np.asarray(skimage.io.imread(str(path)))
+    except Exception as err:  # decoders raise many types; all mean "unreadable"
+        raise DataError(f"{path}: cannot read image ({_first_line(err)})") from err
+    return _to_gray(raw, path)
+
+
+def _first_line(err: Exception) -> str:
+    """Decoders write paragraphs; a one-line error keeps the first line."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _to_gray(raw: np.ndarray, path: Path) -> np.ndarray:
+    if raw.ndim == 3 and raw.shape[-1] in (1, 2, 3, 4):
+        channels = raw.shape[-1]
+        if channels in (2, 4):  # drop alpha
+            raw = raw[..., : channels - 1]
+        if raw.shape[-1] == 3:
+            raw = raw.astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
+        else:
+            raw = raw[..., 0]
+    if raw.ndim != 2 or raw.size == 0:
+        raise DataError(f"{path}: not a 2-D gray or RGB image (shape {raw.shape})")
+    if raw.dtype == np.bool_:
+        return raw.astype(np.float32) * 255.0
+    if raw.dtype == np.uint16:
+        return (raw.astype(np.float64) / 257.0).astype(np.float32)
+    gray = raw.astype(np.float32)
+    if np.issubdtype(raw.dtype, np.floating) and gray.max() <= 1.0:
+        gray = gray * 255.0
+    return np.clip(gray, 0.0, 255.0)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Decode a mask file to (H, W) bool: nonzero (in any channel) is anomalous."""
+    import skimage.io
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = np.asarray(skimage.io.imread(str(path)))
+    except Exception as err:
+        raise DataError(f"{path}: cannot read mask ({_first_line(err)})") from err
+    if raw.ndim == 3:
+        raw = raw.any(axis=-1)
+    if raw.ndim != 2:
+        raise DataError(f"{path}: not a 2-D mask (shape {raw.shape})")
+    return raw != 0
+
+
+@dataclass(eq=False)
+class ImageItem:
+    """One image file; `gray()` decodes it on first use and keeps the result."""
+
+    path: Path
+    defect: str = "good"
+    mask_path: Path | None = None
+    _gray: np.ndarray | None = field(default=None, repr=False)
+
+    def gray(self) -> np.ndarray:
+        """(H, W) float32 0-255, decoded once."""
+        if self._gray is None:
+            self._gray = read_gray(self.path)
+        return self._gray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Original (H, W)."""
+        height, width = self.gray().shape
+        return int(height), int(width)
+
+    def release(self) -> None:
+        """Drop the decoded pixels (large test sets keep memory flat)."""
+        self._gray = None
+
+    def mask(self) -> np.ndarray:
+        """(H, W) bool at the image's size; all False for an image without a mask path.
+
+        Raises DataError when the mask's size differs from the image's.
+        """
+        if self.mask_path is None:
+            return np.zeros(self.shape, dtype=bool)
+        mask = read_mask(self.mask_path)
+        if mask.shape != self.shape:
+            raise DataError(
+                f"{self.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{self.path.name} is {self.shape[1]}x{self.shape[0]} (width x height)"
+            )
+        return mask
+
+
+@dataclass(eq=False)
+class TestItem(ImageItem):
+    """A test image: `defect` is "good" or the test/<defect> folder name."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.defect != "good"
+
+
+@dataclass
+class Dataset:
+    """A loaded data set layout; images are decoded on demand."""
+
+    root: Path
+    train_good: list[ImageItem]
+    train_anomalous: list[ImageItem]
+    test: list[TestItem]
+
+    @property
+    def has_anomalous(self) -> bool:
+        return bool(self.train_anomalous)
+
+    @property
+    def anomalous_have_masks(self) -> bool:
+        """True when every train/anomalous image has a mask (precision/recall can be logged)."""
+        return bool(self.train_anomalous) and all(
+            item.mask_path is not None for item in self.train_anomalous
+        )
+
+    def require_test(self) -> list[TestItem]:
+        """The test items, or a DataError when the data set has none."""
+        if not self.test:
+            raise DataError(f"{self.root / 'test'}: folder not found or has no images")
+        return self.test
+
+
+def _images_in(folder: Path, *, recursive: bool = False) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _require_images(folder: Path, *, recursive: bool = False) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    images = _images_in(folder, recursive=recursive)
+    if not images:
+        kinds = "/".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+        raise DataError(f"{folder}: folder has no images ({kinds})")
+    return images
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Index a data set directory; nothing is decoded yet.
+
+    Raises DataError for a missing root or train/good, an empty image folder, or
+    a test/<defect> image without its ground_truth/<defect>/<stem>_mask.png.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data directory not found")
+    train_good = [ImageItem(p) for p in _require_images(root / "train" / "good")]
+
+    train_anomalous: list[ImageItem] = []
+    anomalous_dir = root / "train" / "anomalous"
+    if anomalous_dir.exists():
+        for path in _require_images(anomalous_dir, recursive=True):
+            mask = root / "ground_truth" / "anomalous" / f"{path.stem}{MASK_SUFFIX}"
+            train_anomalous.append(
+                ImageItem(path, defect="anomalous", mask_path=mask if mask.is_file() else None)
+            )
+
+    test: list[TestItem] = []
+    test_dir = root / "test"
+    if test_dir.is_dir():
+        for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+            defect = defect_dir.name
+            for path in _require_images(defect_dir):
+                if defect == "good":
+                    test.append(TestItem(path, defect="good"))
+                    continue
+                mask = root / "ground_truth" / defect / f"{path.stem}{MASK_SUFFIX}"
+                if not mask.is_file():
+                    raise DataError(
+                        f"{path}: test image has no mask (expected {mask.relative_to(root)})"
+                    )
+                test.append(TestItem(path, defect=defect, mask_path=mask))
+    return Dataset(root, train_good, train_anomalous, test)
+
+
+def working_tensor(
+    images: Sequence[np.ndarray] | Sequence[ImageItem],
+    size: int,
+    *,
+    device=None,
+    release: bool = False,
+):
+    """Resize images to (N, 1, size, size) float32 in [0, 1] on `device`.
+
+    Bilinear with antialiasing (a shrink must average, not alias), one image at a
+    time because sizes differ, stacked once: training keeps this tensor resident.
+    `release=True` drops each ImageItem's decoded pixels once resized, so that the
+    originals never all sit in memory together.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = torch.empty((len(images), 1, size, size), dtype=torch.float32)
+    for index, image in enumerate(images):
+        array = image.gray() if isinstance(image, ImageItem) else image
+        src = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None] / 255.0
+        if src.shape[-2:] == (size, size):
+            out[index] = src[0]
+        else:
+            resized = F.interpolate(
+                src, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            out[index] = resized[0].clamp_(0.0, 1.0)
+        if release and isinstance(image, ImageItem):
+            image.release()
+    return out.to(device) if device is not None else out
+
+
+def original_sizes(items: Sequence[ImageItem]) -> list[tuple[int, int]]:
+    """(H, W) of each item at its original resolution."""
+    return [item.shape for item in items]

@@ -1,0 +1,697 @@
+"""The KIST self-training loop (Algorithm 1), with checkpoints after every phase and resume.
+
+Phases, in order: "initial" (eq. 8 on normal images, flips and small rotations),
+then for i = 1..I: "labels_i" (mu_e, sigma_e over normal training pixels; eq. 9-12
+through the compiled rulebook) and "update_i" (eq. 13). The baseline arm runs the
+very same phases, batches and learning rates with lambda = 0.
+
+Reproducibility: normal-image batches and their augmentation come from one
+generator, anomalous-image sampling from another, so both arms see identical
+batches of normal images. Every phase ends with a checkpoint (weights, optimiser
+state, meta via kist_train.checkpoints) plus a state file of our own (generator
+states, pseudo-labels) so that `resume=True` continues from the last complete
+phase and ends with the same weights as an uninterrupted run.
+
+The loop is a plain function over tensors that stay on the device: a
+torch.distributed DDP wrapper would shard `_epoch_batches` and wrap the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kist_train.config import TrainConfig
+from kistrules.errors import CheckpointError, KistrulesError, UsageError
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.jsonl"
+MAX_ROTATION_DEG = 10.0
+
+
+def phase_names(iterations: int) -> list[str]:
+    """The phases of a run in order: initial, labels_1, update_1, ..., update_I."""
+    names = ["initial"]
+    for i in range(1, iterations + 1):
+        names += [f"labels_{i}", f"update_{i}"]
+    return names
+
+
+def _state_file(run_dir: Path, phase: str) -> Path:
+    """Generator states and pseudo-labels of a phase, beside the checkpoints."""
+    return run_dir / "state" / f"{phase}.safetensors"
+
+
+@dataclass
+class _Data:
+    """Everything the loop reads, at the working size, on the device."""
+
+    normal: torch.Tensor  # (Nn, 1, S, S) in [0, 1]
+    anomalous: torch.Tensor  # (Na, 1, S, S)
+    anomalous_sizes: list[tuple[int, int]]
+    anomalous_truth: list[np.ndarray] | None  # original-size masks, when they exist
+
+
+@dataclass
+class _State:
+    """Mutable state of a run; what a checkpoint must hold to resume."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    normal_gen: torch.Generator
+    anomalous_gen: torch.Generator
+    labels: torch.Tensor | None = None  # (Na, S, S) bool
+    stats: dict[str, Any] = field(default_factory=dict)  # mu_e, sigma_e, margin, ...
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------- augmentation
+
+
+def _flip(x: torch.Tensor, flip_h: torch.Tensor, flip_v: torch.Tensor) -> torch.Tensor:
+    x = torch.where(flip_h.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
+    return torch.where(flip_v.view(-1, *[1] * (x.dim() - 1)), x.flip(-2), x)
+
+
+def _rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of (B, 1, H, W) by its angle, reflecting at the borders."""
+    theta = degrees * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(affine, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def augment_normal(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flips and a small rotation (|angle| <= 10 degrees) per image.
+
+    Random numbers are drawn on the CPU from `gen` and moved to x's device, so the
+    same seed gives the same batches on any device.
+    """
+    n = x.shape[0]
+    flips = torch.rand((2, n), generator=gen) < 0.5
+    angles = (torch.rand(n, generator=gen) * 2 - 1) * MAX_ROTATION_DEG
+    x = _flip(x, flips[0].to(x.device), flips[1].to(x.device))
+    return _rotate(x, angles.to(x.device, x.dtype))
+
+
+def augment_labelled(
+    x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips only for anomalous images, applied to image and pseudo-label alike (exact)."""
+    n = x.shape[0]
+    flips = (torch.rand((2, n), generator=gen) < 0.5).to(x.device)
+    return _flip(x, flips[0], flips[1]), _flip(labels, flips[0], flips[1])
+
+
+# ----------------------------------------------------------------- small pieces
+
+
+def _epoch_batches(n: int, chunk: int, gen: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n, generator=gen).split(chunk)) if n else []
+
+
+@torch.no_grad()
+def residuals_of(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int) -> torch.Tensor:
+    """e(x) = (G(x) - x)^2 for (N, 1, S, S) in eval mode, returned as (N, S, S)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[start : start + batch_size]
+        out.append(((model(batch) - batch) ** 2)[:, 0])
+    model.train(was_training)
+    return torch.cat(out) if out else x.new_zeros((0, *x.shape[-2:]))
+
+
+@torch.no_grad()
+def residual_statistics(
+    model: torch.nn.Module, x: torch.Tensor, *, batch_size: int
+) -> tuple[float, float]:
+    """mu_e, sigma_e of e(x) over every pixel of the normal training images (eq. 9)."""
+    total = 0.0
+    total_sq = 0.0
+    count = 0
+    was_training = model.training
+    model.eval()
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[start : start + batch_size]
+        res = ((model(batch) - batch) ** 2).double()
+        total += float(res.sum())
+        total_sq += float((res * res).sum())
+        count += res.numel()
+    model.train(was_training)
+    mu = total / count
+    var = max(total_sq / count - mu * mu, 0.0)
+    return mu, math.sqrt(var)
+
+
+def _write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    from kist_train.atomic import atomic_write_text
+
+    text = "".join(json.dumps(entry, sort_keys=False) + "\n" for entry in entries)
+    atomic_write_text(run_dir / LOG_FILE, text)
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The entries of RUN_DIR/log.jsonl (empty when there is none)."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# ----------------------------------------------------------------- run directory
+
+
+def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool) -> Path:
+    """Create or check the run dir: never overwrite a different run without force."""
+    from kist_train.atomic import atomic_write_text
+
+    run_dir = Path(config.out)
+    config_path = run_dir / CONFIG_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: --out exists and is not a directory")
+    existing = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        if not config_path.is_file():
+            raise CheckpointError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
+        try:
+            stored = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KistrulesError) as err:
+            raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
+        diff = config.differences(stored)
+        if diff:
+            raise CheckpointError(
+                f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
+                "resume with the same options or train elsewhere"
+            )
+        return run_dir
+    if existing:
+        if not config_path.is_file():
+            raise CheckpointError(
+                f"{run_dir}: not empty and not a run directory; choose another --out "
+                "(--force never deletes it)"
+            )
+        if not force:
+            raise CheckpointError(
+                f"{run_dir}: already holds a run; pass --resume to continue it "
+                "or --force to replace it"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    return run_dir
+
+
+# ----------------------------------------------------------------- data
+
+
+def _load_data(config: TrainConfig, device: torch.device, console) -> tuple[_Data, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kist_train.data import load_dataset, original_sizes, working_tensor
+
+    dataset = load_dataset(config.data)
+    items = dataset.train_good + dataset.train_anomalous
+    if config.workers > 0:
+        # Decoding in threads trades memory (all originals at once) for speed.
+        with ThreadPoolExecutor(max_workers=config.workers) as pool:
+            list(pool.map(lambda item: item.gray(), items))
+    sizes = original_sizes(dataset.train_anomalous)
+    truth = None
+    if dataset.anomalous_have_masks:
+        truth = [item.mask() for item in dataset.train_anomalous]
+    normal = working_tensor(dataset.train_good, config.size, device=device, release=True)
+    anomalous = working_tensor(dataset.train_anomalous, config.size, device=device, release=True)
+    data = _Data(normal, anomalous, sizes, truth)
+    return data, dataset
+
+
+def _load_scorer(config: TrainConfig, device: torch.device) -> tuple[Any, str | None]:
+    """(compiled scorer or None, rulebook text or None)."""
+    if config.rulebook is None:
+        if not config.baseline:
+            raise UsageError("--rulebook is required (or pass --baseline for the control arm)")
+        return None, None
+    from kistrules.api import load
+
+    path = Path(config.rulebook)
+    if not path.is_file():
+        raise UsageError(f"{path}: rulebook not found")
+    rulebook = load(path)
+    return rulebook.compile(device=device), path.read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------- phases
+
+
+def _progress(console, enabled: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[str, Any]:
+    """Eq. 8 on augmented normal images."""
+    from kist_train.losses import reconstruction_loss
+
+    for group in state.optimizer.param_groups:
+        group["lr"] = config.lr
+    n = data.normal.shape[0]
+    per_epoch = math.ceil(n / config.batch_size)
+    task = bar.add_task("initial model", total=config.epochs * per_epoch, loss=float("nan"))
+    state.model.train()
+    losses = []
+    for _ in range(config.epochs):
+        epoch_loss, batches = 0.0, 0
+        for index in _epoch_batches(n, config.batch_size, state.normal_gen):
+            x = augment_normal(data.normal[index.to(data.normal.device)], state.normal_gen)
+            loss = reconstruction_loss(state.model(x), x)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            epoch_loss += float(loss.detach())
+            batches += 1
+            bar.update(task, advance=1, loss=float(loss.detach()))
+        losses.append(epoch_loss / max(batches, 1))
+    bar.remove_task(task)
+    return {"epochs": config.epochs, "loss_per_epoch": losses}
+
+
+def _run_labels(
+    config: TrainConfig, state: _State, data: _Data, scorer, iteration: int
+) -> dict[str, Any]:
+    """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
+    from kist_train.pseudo_labels import label_regions, label_statistics
+
+    batch = max(config.batch_size, 64)
+    # Statistics of the current model, computed at the end of the previous phase.
+    mu, sigma = state.stats["mu_e"], state.stats["sigma_e"]
+    if iteration == 1:
+        state.stats["initial_mu_e"] = mu
+        state.stats["initial_sigma_e"] = sigma
+        # Fixed from the initial model: a margin from a degrading model is a second feedback loop.
+        state.stats["margin"] = mu + config.margin_sigmas * sigma
+    entry: dict[str, Any] = {"mu_e": mu, "sigma_e": sigma, "margin": state.stats["margin"]}
+    if scorer is None or data.anomalous.shape[0] == 0:
+        entry["labelled"] = False
+        return entry
+    if iteration > 1 and config.freeze_labels and state.labels is not None:
+        entry["labelled"] = False
+        entry["frozen"] = True
+        previous = next(
+            (e for e in reversed(state.log) if e.get("labelled") and "labels" in e), None
+        )
+        if previous is not None:
+            entry["labels"] = previous["labels"]
+        return entry
+    residuals = residuals_of(state.model, data.anomalous, batch_size=batch)
+    labels = label_regions(
+        data.anomalous[:, 0] * 255.0,
+        residuals,
+        scorer,
+        mu=mu,
+        sigma=sigma,
+        s=config.s,
+        original_sizes=data.anomalous_sizes,
+    )
+    state.labels = labels.mask.to(data.anomalous.device)
+    entry["labelled"] = True
+    entry["labels"] = label_statistics(labels, scorer, truth_masks=data.anomalous_truth)
+    return entry
+
+
+def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration: int):
+    """Eq. 13: normal images plus pseudo-labelled anomalous images in each batch."""
+    from kist_train.losses import contrastive_reconstruction_loss
+
+    for group in state.optimizer.param_groups:
+        group["lr"] = config.update_lr
+    n = data.normal.shape[0]
+    n_anomalous = data.anomalous.shape[0]
+    k = config.anomalous_per_batch if n_anomalous else 0
+    # Normal batches have the same size in both arms, whatever the labels are.
+    chunk = config.batch_size - k
+    # Sampled from all anomalous images, whatever their labels: the batches (and hence
+    # the BatchNorm statistics) are the same in both arms and with any rulebook; an
+    # image with an empty label adds nothing to the push term.
+    labels = state.labels
+    size = data.normal.shape[-1]
+    device = data.normal.device
+    lam = config.effective_lam
+    margin = state.stats.get("margin") if config.push == "margin" else None
+    per_epoch = math.ceil(n / chunk)
+    task = bar.add_task(f"update {iteration}", total=config.update_epochs * per_epoch, loss=0.0)
+    state.model.train()
+    sums = {"total": 0.0, "normal": 0.0, "push": 0.0}
+    steps = 0
+    for _ in range(config.update_epochs):
+        for index in _epoch_batches(n, chunk, state.normal_gen):
+            x = augment_normal(data.normal[index.to(device)], state.normal_gen)
+            pl = torch.zeros((x.shape[0], size, size), dtype=torch.bool, device=device)
+            if k:
+                if n_anomalous >= k:
+                    pick = torch.randperm(n_anomalous, generator=state.anomalous_gen)[:k]
+                else:
+                    pick = torch.randint(n_anomalous, (k,), generator=state.anomalous_gen)
+                pick = pick.to(device)
+                la = (
+                    labels[pick]
+                    if labels is not None
+                    else torch.zeros((k, size, size), dtype=torch.bool, device=device)
+                )
+                xa, la = augment_labelled(data.anomalous[pick], la, state.anomalous_gen)
+                x = torch.cat([x, xa])
+                pl = torch.cat([pl, la])
+            is_normal = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
+            is_normal[: index.numel()] = True
+            parts = contrastive_reconstruction_loss(
+                state.model(x), x, is_normal, pl, lam=lam, push=config.push, margin=margin
+            )
+            state.optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            state.optimizer.step()
+            sums["total"] += float(parts.total.detach())
+            sums["normal"] += float(parts.normal.detach())
+            sums["push"] += float(parts.push.detach())
+            steps += 1
+            bar.update(task, advance=1, loss=float(parts.total.detach()))
+    bar.remove_task(task)
+    return {
+        "epochs": config.update_epochs,
+        "lam": lam,
+        "anomalous_labelled": 0 if labels is None else int(labels.flatten(1).any(1).sum()),
+        **{f"loss_{name}": value / max(steps, 1) for name, value in sums.items()},
+    }
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+def _meta(config: TrainConfig, state: _State, model_config, rulebook_text, phase, data) -> dict:
+    sha = hashlib.sha256(rulebook_text.encode("utf-8")).hexdigest() if rulebook_text else None
+    mu = state.stats.get("mu_e")
+    sigma = state.stats.get("sigma_e")
+    return {
+        "phase": phase,
+        "phases": phase_names(config.iterations),
+        "config": config.to_dict(),
+        "model": model_config.to_dict(),
+        "size": config.size,
+        "mu_e": mu,
+        "sigma_e": sigma,
+        "initial_mu_e": state.stats.get("initial_mu_e"),
+        "initial_sigma_e": state.stats.get("initial_sigma_e"),
+        "margin": state.stats.get("margin"),
+        "overlay_vmax": (mu + 6.0 * sigma) if mu is not None else None,
+        "rulebook_text": rulebook_text,
+        "rulebook_sha256": sha,
+        "n_train_good": int(data.normal.shape[0]),
+        "n_train_anomalous": int(data.anomalous.shape[0]),
+    }
+
+
+def _save_phase(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) -> None:
+    """Our state file first, the checkpoint last: a phase is complete once both exist."""
+    from safetensors.torch import save
+
+    from kist_train.atomic import atomic_write_bytes
+    from kist_train.checkpoints import save_checkpoint
+
+    tensors = {
+        "normal_gen": state.normal_gen.get_state(),
+        "anomalous_gen": state.anomalous_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if state.labels is not None:
+        tensors["labels"] = state.labels.to(torch.uint8).cpu().contiguous()
+    _state_file(run_dir, phase).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(_state_file(run_dir, phase), save(tensors))
+    _write_log(run_dir, state.log)
+    save_checkpoint(run_dir, phase, state.model, meta, optimizer_state=state.optimizer.state_dict())
+
+
+def _restore_phase(run_dir: Path, phase: str, state: _State, device: torch.device) -> None:
+    from safetensors.torch import load_file
+
+    from kist_train.checkpoints import load_checkpoint
+
+    weights, meta, optimizer_state = load_checkpoint(run_dir, phase)
+    state.model.load_state_dict(weights)
+    if optimizer_state is not None:
+        state.optimizer.load_state_dict(optimizer_state)
+    path = _state_file(run_dir, phase)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; cannot resume from phase {phase!r}")
+    tensors = load_file(str(path))
+    state.normal_gen.set_state(tensors["normal_gen"])
+    state.anomalous_gen.set_state(tensors["anomalous_gen"])
+    torch.set_rng_state(tensors["torch_rng"])
+    if "labels" in tensors:
+        state.labels = tensors["labels"].to(device=device, dtype=torch.bool)
+    for key in ("mu_e", "sigma_e", "initial_mu_e", "initial_sigma_e", "margin"):
+        if meta.get(key) is not None:
+            state.stats[key] = meta[key]
+    phases = phase_names(len(meta.get("phases", [])) // 2)
+    done = set(phases[: phases.index(phase) + 1])
+    state.log = [entry for entry in read_log(run_dir) if entry.get("phase") in done]
+
+
+# ----------------------------------------------------------------- the loop
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    console=None,
+    progress: bool = True,
+    stop_after: str | None = None,
+) -> Path:
+    """Run Algorithm 1 (or the equal-training baseline) and return the run directory.
+
+    Args:
+        config: the run; validated here.
+        resume: continue the run in `config.out` from its last complete phase.
+        force: replace an existing run in `config.out`.
+        console: rich console for the progress bars and per-iteration lines.
+        progress: show progress bars.
+        stop_after: stop once this phase is checkpointed (split a long run into
+            sessions; `resume=True` continues it).
+    """
+    config.validate()
+    threads_before = torch.get_num_threads()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(
+            config,
+            resume=resume,
+            force=force,
+            console=console,
+            progress=progress,
+            stop_after=stop_after,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(config: TrainConfig, *, resume, force, console, progress, stop_after) -> Path:
+    from rich.console import Console
+
+    from kist_train.checkpoints import complete_phases
+    from kist_train.device import resolve_device
+    from kist_train.models import ModelConfig, build_model
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    device = resolve_device(config.device)
+    phases = phase_names(config.iterations)
+    if stop_after is not None and stop_after not in phases:
+        raise UsageError(f"stop_after {stop_after!r} is not a phase of this run: {phases}")
+    scorer, rulebook_text = _load_scorer(config, device)
+    data, dataset = _load_data(config, device, console)
+    run_dir = _prepare_run_dir(config, resume=resume, force=force)
+
+    torch.manual_seed(config.seed)
+    model_config = ModelConfig(kind=config.model, width=config.width, depth=config.depth)
+    model = build_model(model_config).to(device)
+    state = _State(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=config.lr),
+        normal_gen=torch.Generator().manual_seed(config.seed),
+        anomalous_gen=torch.Generator().manual_seed(config.seed + 1),
+    )
+    if not dataset.has_anomalous:
+        console.print(
+            f"note: {dataset.root / 'train' / 'anomalous'} is absent: no pseudo-labels, "
+            "so KIST equals the baseline here"
+        )
+
+    start = 0
+    if resume:
+        done = set(complete_phases(run_dir))
+        # Only a prefix of the phase order counts as done.
+        prefix = 0
+        while prefix < len(phases) and phases[prefix] in done:
+            prefix += 1
+        if prefix:
+            stored_sha = _stored_rulebook_sha(run_dir, phases[prefix - 1])
+            current_sha = (
+                hashlib.sha256(rulebook_text.encode("utf-8")).hexdigest() if rulebook_text else None
+            )
+            if stored_sha != current_sha:
+                raise CheckpointError(
+                    f"{run_dir}: the rulebook changed since the run started; "
+                    "train a new run (or --force)"
+                )
+            _restore_phase(run_dir, phases[prefix - 1], state, device)
+            console.print(f"resuming {run_dir} after phase {phases[prefix - 1]!r}")
+        start = prefix
+    if start == 0 and config.init_from is not None:
+        _start_from_initial(config, state, device)
+        state.log[0]["init_from"] = str(config.init_from)
+        meta = _meta(config, state, model_config, rulebook_text, "initial", data)
+        _save_phase(run_dir, "initial", state, meta)
+        console.print(f"initial model taken from {config.init_from}")
+        start = 1
+        if stop_after == "initial":
+            return run_dir
+
+    with _progress(console, progress) as bar:
+        for phase in phases[start:]:
+            began = time.perf_counter()
+            if phase == "initial":
+                entry = _run_initial(config, state, data, bar)
+            elif phase.startswith("labels_"):
+                iteration = int(phase.split("_")[1])
+                entry = _run_labels(config, state, data, scorer, iteration)
+                _print_labels(console, iteration, entry, scorer)
+            else:
+                iteration = int(phase.split("_")[1])
+                entry = _run_update(config, state, data, bar, iteration)
+            if not phase.startswith("labels_"):
+                # mu_e, sigma_e of the model just trained (eq. 9 of the next labelling;
+                # predict / audit / explain --model use those of the final model).
+                mu, sigma = residual_statistics(
+                    state.model, data.normal, batch_size=max(config.batch_size, 64)
+                )
+                state.stats["mu_e"], state.stats["sigma_e"] = mu, sigma
+                entry["mu_e"], entry["sigma_e"] = mu, sigma
+            entry = {"phase": phase, "seconds": round(time.perf_counter() - began, 3), **entry}
+            state.log.append(entry)
+            meta = _meta(config, state, model_config, rulebook_text, phase, data)
+            _save_phase(run_dir, phase, state, meta)
+            if not phase.startswith("labels_"):
+                _print_phase(console, entry)
+            if stop_after == phase:
+                break
+    return run_dir
+
+
+def _start_from_initial(config: TrainConfig, state: _State, device: torch.device) -> None:
+    """Restore the "initial" phase of another run, after checking it is this run's own.
+
+    Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
+    the result is then bit-identical to training it here, minus the time.
+    """
+    from kist_train.checkpoints import complete_phases
+    from kist_train.config import INITIAL_FIELDS
+
+    source = Path(config.init_from)
+    config_path = source / CONFIG_FILE
+    if not config_path.is_file():
+        raise UsageError(f"{source}: --init-from is not a run directory (no {CONFIG_FILE})")
+    if "initial" not in complete_phases(source):
+        raise UsageError(f"{source}: --init-from run has no complete 'initial' phase")
+    try:
+        other = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KistrulesError) as err:
+        raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
+    diff = [name for name in INITIAL_FIELDS if getattr(config, name) != getattr(other, name)]
+    if Path(config.data).resolve() != Path(other.data).resolve():
+        diff.insert(0, "data")
+    if diff:
+        raise UsageError(
+            f"{source}: --init-from run has a different initial phase "
+            f"(options differ: {', '.join(diff)})"
+        )
+    _restore_phase(source, "initial", state, device)
+    state.labels = None
+    if not state.log or state.log[0].get("phase") != "initial":
+        raise CheckpointError(f"{source}: log.jsonl lacks the 'initial' phase entry")
+    state.log = [dict(state.log[0])]
+
+
+def _stored_rulebook_sha(run_dir: Path, phase: str) -> str | None:
+    from kist_train.checkpoints import load_checkpoint
+
+    _, meta, _ = load_checkpoint(run_dir, phase)
+    return meta.get("rulebook_sha256")
+
+
+def _print_labels(console, iteration: int, entry: dict[str, Any], scorer) -> None:
+    head = f"iteration {iteration}: mu_e={entry['mu_e']:.3g} sigma_e={entry['sigma_e']:.3g}"
+    labels = entry.get("labels")
+    if labels is None:
+        console.print(f"{head}; no pseudo-labels")
+        return
+    fired = ", ".join(f"{name} {count}" for name, count in labels["fired_per_rule"].items())
+    text = (
+        f"{head}; labelled {labels['images_labelled']}/{labels['images']} images, "
+        f"{labels['pixels_labelled']} px, regions fired {labels['regions_fired']}"
+        f"/{labels['regions']} ({fired})"
+    )
+    if labels.get("precision") is not None or labels.get("recall") is not None:
+        text += f"; precision {_pct(labels.get('precision'))} recall {_pct(labels.get('recall'))}"
+    if entry.get("frozen"):
+        text += " [frozen]"
+    console.print(text, markup=False, highlight=False)
+
+
+def _print_phase(console, entry: dict[str, Any]) -> None:
+    if entry["phase"] == "initial":
+        loss = f"loss {entry['loss_per_epoch'][-1]:.3g}" if entry["loss_per_epoch"] else "no epochs"
+    else:
+        loss = f"loss normal {entry['loss_normal']:.3g} push {entry['loss_push']:.3g}"
+    console.print(
+        f"{entry['phase']}: {entry['seconds']:.1f} s, {loss}, mu_e={entry['mu_e']:.3g}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+__all__ = ["augment_normal", "phase_names", "read_log", "residual_statistics", "train"]

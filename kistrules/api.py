@@ -1,0 +1,198 @@
+"""The public entry points for rulebook text: `loads`, `load`, `check`.
+
+`check` collects every diagnostic and never raises on bad rulebook text;
+`loads`/`load` raise one `RulebookError` holding all of them (collect, then
+raise once). The CLI's `check` command is a thin layer over `check_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from bisect import bisect_right
+from pathlib import Path
+
+from kistrules.analysis import analyse
+from kistrules.ast import Rulebook
+from kistrules.checker import check_names
+from kistrules.diagnostics import CODES, Diagnostic
+from kistrules.errors import RulebookError, UsageError
+from kistrules.parser import decode, parse_detailed
+
+# `# kist: ignore[E002]`, `# kist: ignore[W101, W105]`; a bare `# kist: ignore` ignores all.
+_IGNORE = re.compile(r"#\s*kist:\s*ignore(?:\[([^\]]*)\])?", re.IGNORECASE)
+
+
+def loads(text: str, path: str = "<string>") -> Rulebook:
+    """Parse and check rulebook text.
+
+    Raises:
+        RulebookError: holding every diagnostic, if there is any error
+            (warnings alone do not raise).
+
+    >>> loads("IF gray is low THEN anomalous (0.9)").rules[0].truth_value
+    0.9
+    """
+    rulebook, diagnostics = diagnose(text, path)
+    if rulebook is None or any(d.severity == "error" for d in diagnostics):
+        raise RulebookError(diagnostics)
+    return rulebook
+
+
+def load(path: str | os.PathLike[str]) -> Rulebook:
+    """Read, parse and check a rulebook file.
+
+    Raises:
+        UsageError: the file is missing or unreadable.
+        RulebookError: the file is not UTF-8 text (E014) or has errors.
+    """
+    rulebook, diagnostics = diagnose(read_rulebook(path), str(path))
+    if rulebook is None or any(d.severity == "error" for d in diagnostics):
+        raise RulebookError(diagnostics)
+    return rulebook
+
+
+def check(text_or_path: str | os.PathLike[str]) -> list[Diagnostic]:
+    """Every error and warning of a rulebook, sorted by position; never raises on bad text.
+
+    A `Path` (any os.PathLike), or a str naming an existing `.rules` file, is
+    read as a file; any other str is rulebook text. Warnings (interval
+    analysis) are computed only when there are no errors.
+
+    Raises:
+        UsageError: a path that is missing or unreadable.
+
+    >>> [d.code for d in check("IF grya is low THEN anomalous")]
+    ['E002']
+    """
+    if _is_path(text_or_path):
+        return check_file(text_or_path)[1]
+    _, diagnostics = diagnose(str(text_or_path), "<string>")
+    return diagnostics
+
+
+def check_file(path: str | os.PathLike[str]) -> tuple[str | None, list[Diagnostic]]:
+    """A file's text (None if not UTF-8) and its diagnostics; the CLI renders both."""
+    data = read_rulebook(path)
+    text, problem = decode(data, str(path))
+    if text is None:
+        return None, [problem] if problem else []
+    return text, diagnose(text, str(path))[1]
+
+
+def read_rulebook(path: str | os.PathLike[str]) -> bytes:
+    """A rulebook file's bytes; a missing or unreadable file is a one-line UsageError."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{os.fspath(path)}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{os.fspath(path)}: is a directory, not a rulebook file") from None
+    except OSError as err:
+        raise UsageError(f"{os.fspath(path)}: cannot read ({err.strerror or err})") from None
+
+
+def diagnose(text: str | bytes, path: str = "<string>") -> tuple[Rulebook | None, list[Diagnostic]]:
+    """The rulebook (partial after syntax errors, None if not decodable) and all diagnostics.
+
+    Order of passes: syntax (E001), names and ranges (E002-E015), then, only
+    when there is no error, the interval warnings (W1xx); then the file's
+    `# kist: ignore[...]` comments apply, and the result is sorted.
+    """
+    if isinstance(text, bytes):
+        decoded, problem = decode(text, path)
+        if decoded is None:
+            return None, [problem] if problem else []
+        text = decoded
+    result = parse_detailed(text, path)
+    rulebook = result.rulebook
+    diagnostics = list(result.diagnostics)
+    diagnostics += check_names(rulebook, assume_sets=result.damaged_sets)
+    if not any(d.severity == "error" for d in diagnostics):
+        diagnostics += analyse(rulebook)
+    diagnostics = apply_ignore_comments(rulebook, diagnostics)
+    diagnostics.sort(key=Diagnostic.sort_key)
+    return rulebook, diagnostics
+
+
+def apply_ignore_comments(rulebook: Rulebook, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Drop diagnostics silenced by a `# kist: ignore[CODE, ...]` comment on one of their lines.
+
+    A statement may span several lines; a comment on any line of the
+    diagnostic's span, or of the statement that holds it, counts.
+    """
+    ignored: dict[int, set[str] | None] = {}  # line -> codes (None = every code)
+    for comment in rulebook.comments:
+        match = _IGNORE.search(comment.text)
+        if match is None:
+            continue
+        line = comment.span.line
+        if match.group(1) is None:
+            ignored[line] = None
+            continue
+        codes = {c.strip().upper() for c in match.group(1).split(",") if c.strip()}
+        if ignored.get(line, set()) is not None:
+            ignored[line] = ignored.get(line, set()) | codes
+    if not ignored:
+        return diagnostics
+    spans = [s.span for s in rulebook.statements]  # in file order
+    starts = [span.start for span in spans]
+    kept = []
+    for d in diagnostics:
+        first, last = d.span.line, d.span.end_line
+        i = bisect_right(starts, d.span.start) - 1
+        if i >= 0 and d.span.start < spans[i].end:  # the enclosing statement's lines count too
+            first, last = min(first, spans[i].line), max(last, spans[i].end_line)
+        lines = range(first, last + 1)
+        if any(
+            line in ignored and (ignored[line] is None or d.code in ignored[line]) for line in lines
+        ):
+            continue
+        kept.append(d)
+    return kept
+
+
+def select_codes(
+    diagnostics: list[Diagnostic],
+    *,
+    select: list[str] | None = None,
+    ignore: list[str] | None = None,
+) -> list[Diagnostic]:
+    """Keep the diagnostics whose code starts with a `select` prefix and no `ignore` prefix.
+
+    Prefixes as ruff takes them: `E002`, `W1`, `W`. Raises UsageError for a
+    prefix that matches no known code.
+    """
+    select = validate_codes(select or [])
+    ignore = validate_codes(ignore or [])
+    return [
+        d
+        for d in diagnostics
+        if (not select or d.code.startswith(tuple(select))) and not d.code.startswith(tuple(ignore))
+    ]
+
+
+def validate_codes(prefixes: list[str]) -> list[str]:
+    """Upper-cased prefixes, split at commas; UsageError for one that matches no code."""
+    out = []
+    for item in prefixes:
+        for prefix in item.split(","):
+            prefix = prefix.strip().upper()
+            if not prefix:
+                continue
+            if not any(code.startswith(prefix) for code in CODES):
+                known = ", ".join(CODES)
+                raise UsageError(f"unknown diagnostic code {prefix!r} (known: {known})")
+            out.append(prefix)
+    return out
+
+
+def _is_path(value: str | os.PathLike[str]) -> bool:
+    if isinstance(value, os.PathLike):
+        return True
+    if "\n" in value or not value.endswith(".rules") or len(value) > 4096:
+        return False
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):  # a name the OS cannot even look up is text
+        return False

@@ -1,0 +1,361 @@
+"""CLI commands: explain (why regions got their grades), plot (membership functions), demo.
+
+Each parses its options, calls the library (`kistrules.explain`, `kistrules.plot`,
+`kist_train.demo`), renders and picks the exit code: 0 done, 1 a data or
+rulebook error, 2 a usage error. A `KistrulesError` becomes one line on stderr.
+torch and kist_train are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from kistrules.cli import app, fail, stderr
+from kistrules.errors import DataError, KistrulesError, UsageError
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@contextmanager
+def _one_line_errors():
+    try:
+        yield
+    except KistrulesError as err:
+        raise fail(escape(str(err)), code=err.exit_code) from None
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UsageError(f"{path}: no such {what}")
+    if path.is_dir() and what != "run directory":
+        raise UsageError(f"{path}: is a directory, not {what}")
+    return path
+
+
+def _read_float_map(path: Path) -> Any:
+    """A residual map as (H, W) float64, values as stored (no 0-255 rescaling)."""
+    import warnings
+
+    import numpy as np
+    import skimage.io
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.asarray(skimage.io.imread(str(path)), dtype=np.float64)
+    except Exception as err:  # decoders raise many types; all mean "unreadable"
+        raise DataError(f"{path}: cannot read residual map ({type(err).__name__}: {err})") from err
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise DataError(f"{path}: a residual map must be one channel, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: residual map holds NaN or infinite values")
+    return array
+
+
+def _check_rule(name: str | None, rule_names: tuple[str, ...], rulebook: Path) -> str | None:
+    if name is None:
+        return None
+    from kistrules.checker import did_you_mean
+
+    wanted = name.strip().lower()
+    if wanted in rule_names:
+        return wanted
+    guess = did_you_mean(wanted, rule_names)
+    hint = f"; did you mean {guess!r}?" if guess else f" (rules: {', '.join(rule_names)})"
+    raise UsageError(f"--why-not: {rulebook} has no rule {name!r}{hint}")
+
+
+def run_explain(
+    image_path: Path,
+    rulebook_path: Path,
+    *,
+    mask: Path | None = None,
+    residual: Path | None = None,
+    model: Path | None = None,
+    mu: float | None = None,
+    sigma: float | None = None,
+    s: float | None = None,
+    device: str = "cpu",
+):
+    """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
+    from kist_train.data import read_gray, read_mask
+    from kistrules import explain
+    from kistrules.api import load
+
+    sources = [n for n, v in (("--mask", mask), ("--residual", residual)) if v is not None]
+    if model is not None and residual is None:
+        sources.append("--model")
+    if not sources:
+        raise UsageError("give a region source: --mask MASK, --residual MAP or --model RUN_DIR")
+    if len(sources) > 1:
+        raise UsageError(f"give one region source, not {' and '.join(sources)}")
+    if mask is not None and (model is not None or mu is not None or sigma is not None):
+        raise UsageError("--mask takes no --model, --mu or --sigma (its regions are given)")
+    image = read_gray(_existing(image_path, "image file"))
+    rulebook = load(_existing(rulebook_path, "rulebook file"))
+    run = None
+    if model is not None:
+        from kist_train.predict import load_run
+
+        run = load_run(_existing(model, "run directory"), device=device)
+    scorer = rulebook.compile(device=str(run.device) if run is not None else device)
+    if mask is not None:
+        truth = read_mask(_existing(mask, "mask file"))
+        return scorer, explain.explain_mask(scorer, image, truth)
+    if residual is not None:
+        if run is not None:
+            mu = run.mu_e if mu is None else mu
+            sigma = run.sigma_e if sigma is None else sigma
+            s = float(run.config.s) if s is None else s
+        if mu is None or sigma is None:
+            raise UsageError(
+                "--residual needs mu_e and sigma_e: give --model RUN_DIR or --mu/--sigma"
+            )
+        result = explain.explain_residual(
+            scorer,
+            image,
+            _read_float_map(_existing(residual, "residual map")),
+            mu=mu,
+            sigma=sigma,
+            s=0.3 if s is None else s,
+        )
+        return scorer, result
+    return scorer, explain.explain_model(scorer, image, run)
+
+
+def explain_document(scorer, result, *, image: Path, rulebook: Path, why_not: str | None) -> dict:
+    """The JSON document (fields documented in docs/explain-json.md)."""
+    from kistrules.explain import to_jsonable
+
+    regions = to_jsonable(result.regions)
+    if why_not is not None:
+        for region in regions:
+            region["rules"] = [r for r in region["rules"] if r["name"] == why_not]
+            region["terms"] = [t for t in region["terms"] if t["rule"] == why_not]
+    resolved = scorer.resolved
+    return {
+        "version": 1,
+        "image": str(image),
+        "rulebook": str(rulebook),
+        "source": result.source,
+        "grid": list(result.image.shape),
+        "threshold": scorer.threshold,
+        "rules": list(scorer.rule_names),
+        "scales": {p: resolved.scales[p] for p in scorer.properties},
+        "residual": (
+            None
+            if result.source == "mask"
+            else {
+                "mu": result.mu,
+                "sigma": result.sigma,
+                "s": result.s,
+                "thresholds": result.thresholds,
+            }
+        ),
+        "why_not": why_not,
+        "pseudo_label_pixels": int(result.pseudo_label.sum()),
+        "regions": regions,
+    }
+
+
+def _short_cf(region, why_not: str | None) -> str:
+    """The nearest counterfactual among the rules that missed (or the focused rule's)."""
+    rules = [r for r in region.rules if why_not is None or r.name == why_not]
+    if why_not is not None and rules and rules[0].reaches_threshold:
+        return "fires"
+    if why_not is None and region.fired:
+        return ""
+    found = [r.counterfactual for r in rules if r.counterfactual is not None]
+    if found:
+        return min(found, key=lambda c: c.change).text
+    reasons = [r.no_counterfactual_reason for r in rules if r.no_counterfactual_reason]
+    return reasons[0] if reasons and why_not is not None else "no single change fires a rule"
+
+
+def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
+    """One table row per region; --verbose adds each region's properties, terms and rules."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in ("id", "t", "bbox r0,c0,r1,c1", "px", "grade", ">= alpha", "fired"):
+        table.add_column(
+            column, justify="right" if column in ("id", "t", "px", "grade") else "left"
+        )
+    if why_not is not None:
+        table.add_column(f"{why_not} output")
+        table.add_column("limiting term")
+    table.add_column("nearest change" if why_not is None else f"why not {why_not}")
+    for region in result.regions:
+        row = [
+            str(region.id),
+            "-" if region.threshold is None else f"{region.threshold:.4g}",
+            ",".join(map(str, region.bbox)),
+            str(region.pixel_count),
+            f"{region.grade:.3f}",
+            "yes" if region.fired else "no",
+            region.winner or "none",
+        ]
+        if why_not is not None:
+            rule = next(r for r in region.rules if r.name == why_not)
+            row += [f"{rule.output:.3f}", rule.limiting_term]
+        row.append(_short_cf(region, why_not))
+        table.add_row(*[escape(c) for c in row])
+    console.print(table)
+    if not result.regions:
+        console.print("no regions found")
+    if verbose:
+        for region in result.regions:
+            _render_region(console, region, why_not)
+    console.print(
+        f"alpha = {scorer.threshold:g}; {sum(r.fired for r in result.regions)} of "
+        f"{len(result.regions)} regions reach it; pseudo-label: "
+        f"{int(result.pseudo_label.sum())} pixels",
+        highlight=False,
+    )
+
+
+def _render_region(console, region, why_not: str | None) -> None:
+    props = ", ".join(
+        f"{p} {v['raw']:.4g} (v'={v['standardised']:.3f})" for p, v in region.properties.items()
+    )
+    console.print(f"[bold]region {region.id}[/]: {escape(props)}", highlight=False)
+    detail = Table(show_header=True, header_style="dim", box=None, padding=(0, 2))
+    for column in ("rule", "term", "truth", "rule output", "limiting"):
+        detail.add_column(column)
+    notes = []
+    for rule in region.rules:
+        if why_not is not None and rule.name != why_not:
+            continue
+        terms = [t for t in region.terms if t.rule == rule.name]
+        for i, term in enumerate(terms):
+            output = f"{rule.output:.3f}" + (" >= alpha" if rule.reaches_threshold else "")
+            detail.add_row(
+                escape(rule.name) if i == 0 else "",
+                escape(term.term),
+                f"{term.truth:.3f}",
+                output if i == 0 else "",
+                "<- limiting" if term.term == rule.limiting_term else "",
+            )
+        if not rule.reaches_threshold:
+            cf = rule.counterfactual.text if rule.counterfactual else rule.no_counterfactual_reason
+            notes.append(f"  why not {rule.name}: {cf}")
+    console.print(detail)
+    for note in notes:
+        console.print(escape(note), highlight=False)
+
+
+def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
+    """The image with each region outlined in the colour of the rule that fired."""
+    from kistrules.overlay import RegionMark, draw_overlay, save_png
+
+    marks = [
+        RegionMark(r.id, m, r.winner, r.grade, r.threshold)
+        for r, m in zip(result.regions, result.masks, strict=True)
+    ]
+    picture = draw_overlay(
+        result.image,
+        marks,
+        rule_names=scorer.rule_names,
+        pseudo_label=result.pseudo_label,
+        alpha=scorer.threshold,
+        title=title,
+    )
+    return save_png(picture, path)
+
+
+@app.command("explain")
+def explain_command(
+    image: Annotated[Path, typer.Argument(help="The image to explain.")],
+    rulebook: Annotated[Path, typer.Option("--rulebook", "-r", help="The .rules file.")],
+    mask: Annotated[
+        Path | None, typer.Option(help="Regions = 8-connected components of this mask.")
+    ] = None,
+    residual: Annotated[
+        Path | None, typer.Option(help="Regions of this residual map (TIFF) at eq. 9's thresholds.")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Run directory: reconstruct with it (or give mu/sigma for --residual)."),
+    ] = None,
+    mu: Annotated[float | None, typer.Option(help="mu_e for --residual.")] = None,
+    sigma: Annotated[float | None, typer.Option(help="sigma_e for --residual.")] = None,
+    s: Annotated[float | None, typer.Option(help="Threshold step of eq. 9 (default 0.3).")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="text | json")] = (
+        OutputFormat.text
+    ),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Add every term.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write an overlay PNG.")] = None,
+    why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+) -> None:
+    """Show an image's regions, what they measure, which rule fired and why others did not."""
+    from rich.console import Console
+
+    with _one_line_errors():
+        scorer, result = run_explain(
+            image,
+            rulebook,
+            mask=mask,
+            residual=residual,
+            model=model,
+            mu=mu,
+            sigma=sigma,
+            s=s,
+            device=device,
+        )
+        focus = _check_rule(why_not, scorer.rule_names, rulebook)
+        if output_format is OutputFormat.json:
+            document = explain_document(
+                scorer, result, image=image, rulebook=rulebook, why_not=focus
+            )
+            print(json.dumps(document, indent=2))
+        else:
+            title = f"{image.name}: regions from {result.source}"
+            render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)
+        if out is not None:
+            written = write_overlay(scorer, result, out, title=f"{image.name} ({result.source})")
+            stderr.print(f"overlay written to {escape(str(written))}", highlight=False)
+
+
+@app.command("plot")
+def plot_command(
+    rulebook: Annotated[Path, typer.Argument(help="The .rules file.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("sets.png"),
+) -> None:
+    """Draw the membership functions of every property the rulebook uses, one panel each."""
+    from kistrules.api import load
+    from kistrules.overlay import save_png
+    from kistrules.plot import render_sets
+    from kistrules.resolve import resolve
+
+    with _one_line_errors():
+        resolved = resolve(load(_existing(rulebook, "rulebook file")))
+        written = save_png(render_sets(resolved), out)
+        stderr.print(f"membership plot written to {escape(str(written))}", highlight=False)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Directory for data, runs and pictures.")] = (
+        Path("kist-demo")
+    ),
+    fast: Annotated[bool, typer.Option("--fast", help="A smoke run under a minute.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of data and training.")] = 0,
+) -> None:
+    """Make a small defect data set, train baseline and KIST on the CPU, and compare them."""
+    from rich.console import Console
+
+    from kist_train.demo import run_demo
+
+    with _one_line_errors():
+        run_demo(out, fast=fast, seed=seed, console=Console())

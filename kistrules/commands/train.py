@@ -1,0 +1,197 @@
+"""CLI commands of the training engine: train, predict, evaluate, audit.
+
+Each parses its options, calls kist_train, prints, and turns a KistrulesError
+into one line on stderr with the error's exit code (2 for usage errors).
+torch and kist_train are imported inside the commands, so `check` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from kistrules.cli import app, fail, stderr
+from kistrules.errors import KistrulesError
+
+
+@contextmanager
+def _one_line_errors():
+    try:
+        yield
+    except KistrulesError as err:
+        raise fail(escape(str(err)), code=err.exit_code) from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from kist_train.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Data set root (train/good, ...).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    rulebook: Annotated[
+        Path | None, typer.Option("--rulebook", help=".rules file (not needed with --baseline).")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="cae | unet")] = "cae",
+    width: Annotated[int, typer.Option(help="Channels of the first level.")] = 32,
+    depth: Annotated[int, typer.Option(help="Down-sampling levels.")] = 4,
+    size: Annotated[int, typer.Option(help="Square working size in pixels.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Epochs of the initial model (eq. 8).")] = 50,
+    iterations: Annotated[int, typer.Option(help="Self-training iterations I.")] = 5,
+    update_epochs: Annotated[int, typer.Option(help="Epochs per update phase.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    anomalous_per_batch: Annotated[
+        int, typer.Option(help="Anomalous images in each update batch.")
+    ] = 8,
+    lr: Annotated[float, typer.Option(help="Learning rate of the initial phase.")] = 1e-3,
+    update_lr: Annotated[float, typer.Option(help="Learning rate of the update phases.")] = 3e-4,
+    lam: Annotated[float, typer.Option(help="lambda of eq. 13.")] = 1.0,
+    push: Annotated[str, typer.Option(help="paper (eq. 13 as printed) | margin (bounded)")] = (
+        "margin"
+    ),
+    margin_sigmas: Annotated[
+        float, typer.Option(help="Margin = mu_e + this * sigma_e of the initial model.")
+    ] = 3.0,
+    s: Annotated[float, typer.Option("--s", help="Threshold step of eq. 9, in sigmas.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Equal-training control: lambda = 0.")
+    ] = False,
+    freeze_labels: Annotated[
+        bool,
+        typer.Option(
+            "--freeze-labels/--recompute-labels",
+            help="Keep the first pseudo-labels, or relabel every iteration.",
+        ),
+    ] = True,
+    workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
+    ] = 0,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Start from the initial model of this run (same model, size, epochs, seed).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last complete phase.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    stop_after: Annotated[
+        str | None, typer.Option(help="Stop after this phase (e.g. initial, update_2).")
+    ] = None,
+) -> None:
+    """Train a reconstruction model with KIST (Algorithm 1), or the equal-training baseline."""
+    with _one_line_errors():
+        from kist_train.config import TrainConfig
+        from kist_train.engine import train
+
+        config = TrainConfig(
+            data=str(data),
+            out=str(out),
+            rulebook=str(rulebook) if rulebook is not None else None,
+            model=model,
+            width=width,
+            depth=depth,
+            size=size,
+            epochs=epochs,
+            iterations=iterations,
+            update_epochs=update_epochs,
+            batch_size=batch_size,
+            anomalous_per_batch=anomalous_per_batch,
+            lr=lr,
+            update_lr=update_lr,
+            lam=lam,
+            push=push,
+            margin_sigmas=margin_sigmas,
+            s=s,
+            seed=seed,
+            device=device,
+            baseline=baseline,
+            freeze_labels=freeze_labels,
+            workers=workers,
+            threads=threads,
+            init_from=str(init_from) if init_from is not None else None,
+        )
+        run_dir = train(
+            config,
+            resume=resume,
+            force=force,
+            console=stderr,
+            progress=progress,
+            stop_after=stop_after,
+        )
+    typer.echo(str(run_dir))
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
+    inputs: Annotated[
+        list[Path], typer.Option("--input", help="Image folder or image files (repeatable).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the maps.")],
+    no_filter: Annotated[
+        bool, typer.Option("--no-filter", help="Raw residuals, no guided filter.")
+    ] = False,
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays")] = True,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Write float32 TIFF anomaly maps at original resolution (and PNG overlays)."""
+    with _one_line_errors():
+        from kist_train.predict import load_run, write_predictions
+
+        run = load_run(model, device=device)
+        written = write_predictions(run, inputs, out, filter=not no_filter, overlays=overlays)
+    typer.echo(f"{len(written)} maps written to {out}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
+    data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Where to write (default RUN/evaluation.json).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
+    with _one_line_errors():
+        from kist_train.evaluate import evaluate_run, format_table
+
+        result = evaluate_run(model, data, device=device)
+        target = json_path or model / "evaluation.json"
+        _write_json(target, result)
+    typer.echo(format_table(result))
+    stderr.print(f"written {target}", markup=False, highlight=False)
+
+
+@app.command("audit")
+def audit_command(
+    model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
+    rulebook: Annotated[Path, typer.Option("--rulebook", help=".rules file to audit.")],
+    data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
+    with _one_line_errors():
+        from kist_train.audit import audit_rulebook
+
+        report = audit_rulebook(model, rulebook, data, device=device)
+        if json_path is not None:
+            _write_json(json_path, report.to_dict())
+    typer.echo(report.format_text())

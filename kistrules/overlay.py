@@ -1,0 +1,228 @@
+"""Drawing for `explain --out`: region outlines, id tags, a legend and the pseudo-label tint.
+
+Pure PIL and `skimage.segmentation.find_boundaries` (no matplotlib): the
+picture is a view of an explanation, so it takes the numbers as given and
+computes nothing about the rules. Small images are enlarged with nearest
+neighbour first, so that a 64 px crop still gets readable one-pixel outlines
+and tags; the legend and a per-region key sit in a panel to the right, so the
+image itself stays uncluttered when the thresholds of eq. 9 give many nested
+regions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from skimage.segmentation import find_boundaries
+
+# Colour-blind-safe (Okabe-Ito); rules take them in rulebook order.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
+)
+NONE_COLOUR = (170, 170, 170)
+MAX_TAGS = 30  # above this many regions, grade-0 regions get no tag
+MAX_KEY_LINES = 24
+TINT_COLOUR = (220, 30, 60)
+PANEL_BG = (250, 250, 250)
+TEXT = (20, 20, 20)
+
+
+@dataclass(frozen=True)
+class RegionMark:
+    """One region to draw: its pixels, id and the rule that fired (None: no rule reached alpha)."""
+
+    id: int
+    mask: np.ndarray  # (H, W) bool, on the image's grid
+    rule: str | None
+    grade: float
+    threshold: float | None = None  # the eq. 9 residual threshold that produced it, if any
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled scalable font: the same look on every machine, no system fonts."""
+    return ImageFont.load_default(size=size)
+
+
+def rule_colours(rule_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """A stable colour per rule, by its place in the rulebook."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(rule_names)}
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) gray levels 0-255 -> (H, W, 3) uint8."""
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.clip(np.rint(array[..., :3]), 0, 255).astype(np.uint8)
+
+
+def _enlarge(array: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+
+def draw_overlay(
+    image: np.ndarray,
+    regions: Sequence[RegionMark],
+    *,
+    rule_names: Sequence[str],
+    pseudo_label: np.ndarray | None = None,
+    alpha: float | None = None,
+    title: str | None = None,
+    min_side: int = 448,
+) -> Image.Image:
+    """The image with every region outlined in its rule's colour and tagged with its id.
+
+    Args:
+        image: (H, W) gray levels 0-255 (the grid the regions were measured on).
+        regions: what to draw, in id order.
+        rule_names: every rule of the rulebook, for stable colours and the legend.
+        pseudo_label: (H, W) bool, the union of regions that reach alpha, tinted red.
+        alpha: the rulebook's threshold, stated in the key.
+        title: a line above the key (e.g. the image's file name).
+        min_side: the image is enlarged by an integer factor to at least this size.
+    """
+    rgb = _to_rgb(image).astype(np.float64)
+    height, width = rgb.shape[:2]
+    if pseudo_label is not None:
+        tint = np.asarray(pseudo_label, bool)
+        rgb[tint] = 0.55 * rgb[tint] + 0.45 * np.array(TINT_COLOUR)
+    factor = max(1, int(np.ceil(min_side / max(height, width))))
+    canvas = _enlarge(np.clip(rgb, 0, 255).astype(np.uint8), factor)
+    colours = rule_colours(rule_names)
+    # Outlines: the inner boundary of each enlarged region, drawn widest first so
+    # that a nested region's outline stays visible inside its parent's.
+    # Regions that grade 0 (noise specks, often hundreds at the lowest threshold)
+    # get a faint one-pixel outline and no tag when there are many; the key and
+    # `--format json` still list them.
+    crowded = len(regions) > MAX_TAGS
+    thickness = max(2, factor // 3)
+    order = sorted(regions, key=lambda r: (r.grade > 0, -int(np.count_nonzero(r.mask))))
+    for region in order:
+        big = _enlarge(np.asarray(region.mask, bool), factor)
+        edge = find_boundaries(big, mode="inner")
+        faint = crowded and region.grade <= 0.0
+        for _ in range(0 if faint else thickness - 1):
+            edge |= find_boundaries(big & ~edge, mode="inner")
+        colour = colours.get(region.rule, NONE_COLOUR) if region.rule else NONE_COLOUR
+        if faint:
+            canvas[edge] = (0.6 * canvas[edge] + 0.4 * np.array(NONE_COLOUR)).astype(np.uint8)
+        else:
+            canvas[edge] = colour
+    picture = Image.fromarray(canvas, mode="RGB")
+    draw = ImageDraw.Draw(picture)
+    tag_font = font(max(11, min(16, factor * 3)))
+    # One tag per place: the nested regions of successive eq. 9 thresholds often
+    # share a corner, and one tag "1,4,7" reads better than a column of tags.
+    groups: dict[tuple[int, int], list[RegionMark]] = {}
+    for region in regions:
+        rows, cols = np.nonzero(region.mask)
+        if rows.size and not (crowded and region.grade <= 0.0):
+            groups.setdefault((int(rows.min()), int(cols.min())), []).append(region)
+    placed: list[tuple[int, int, int, int]] = []
+    for (row, col), members in groups.items():
+        ids = [str(r.id) for r in members]
+        text = ",".join(ids) if len(ids) <= 4 else ",".join(ids[:3]) + f",+{len(ids) - 3}"
+        lead = next((r for r in members if r.rule), members[0])
+        colour = colours.get(lead.rule, NONE_COLOUR) if lead.rule else NONE_COLOUR
+        box = _tag_box(draw, text, tag_font, row, col, factor, picture.size, placed)
+        placed.append(box)
+        draw.rectangle(box, fill=(0, 0, 0), outline=colour)
+        draw.text((box[0] + 3, box[1] + 1), text, fill=colour, font=tag_font)
+    return _with_key(picture, regions, rule_names, colours, pseudo_label is not None, alpha, title)
+
+
+def _tag_box(draw, text, tag_font, row, col, factor, size, placed):
+    """A tag just above-left of the region, nudged down until it overlaps no earlier tag."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=tag_font)
+    w, h = right - left + 6, bottom - top + 6
+    x = col * factor - w
+    y = row * factor - h
+    x = min(max(0, x), size[0] - w)
+    y = min(max(0, y), size[1] - h)
+    for _ in range(40):
+        box = (x, y, x + w, y + h)
+        if not any(_overlap(box, other) for other in placed):
+            return box
+        y = y + h + 1 if y + 2 * h + 1 <= size[1] else 0
+        if y == 0:
+            x = min(x + w + 1, size[0] - w)
+    return (x, y, x + w, y + h)
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _with_key(picture, regions, rule_names, colours, tinted, alpha, title) -> Image.Image:
+    """Add a panel to the right: the legend (colour per rule), then one line per region."""
+    head = font(15)
+    body = font(13)
+    lines: list[tuple[str, tuple[int, int, int] | None, ImageFont.ImageFont]] = []
+    if title:
+        lines.append((title, None, head))
+    lines.append(("rule that fired (outline colour):", None, head))
+    for name in rule_names:
+        lines.append((name, colours[name], body))
+    lines.append(("none (no rule reached alpha)", NONE_COLOUR, body))
+    if tinted:
+        lines.append(("pseudo-label it would produce", TINT_COLOUR, body))
+    lines.append(("", None, body))
+    heading = "regions" + (f" (alpha = {alpha:g})" if alpha is not None else "") + ":"
+    lines.append((heading, None, head))
+    # Fired regions first, then by grade: the ones worth a look lead the key.
+    ranked = sorted(regions, key=lambda r: (not r.rule, -r.grade, r.id))
+    shown = ranked[:MAX_KEY_LINES]
+    for region in shown:
+        rule = region.rule or "none"
+        at = f" t={region.threshold:.4g}" if region.threshold is not None else ""
+        text = f"#{region.id}{at}  grade {region.grade:.2f}  {rule}"
+        lines.append((text, colours.get(region.rule, NONE_COLOUR), body))
+    if len(regions) > len(shown):
+        rest = ranked[len(shown) :]
+        zeros = sum(r.grade <= 0.0 for r in rest)
+        lines.append((f"... and {len(rest)} more, {zeros} of them grade 0", None, body))
+        lines.append(("(all are in --format json)", None, body))
+    scratch = ImageDraw.Draw(picture)
+    widths = [scratch.textbbox((0, 0), text, font=f)[2] for text, _, f in lines]
+    panel_w = max(240, max(widths) + 44)
+    line_h = 20
+    height = max(picture.size[1], 16 + line_h * len(lines))
+    out = Image.new("RGB", (picture.size[0] + panel_w, height), PANEL_BG)
+    out.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(out)
+    x0, y = picture.size[0] + 12, 10
+    for text, colour, f in lines:
+        if colour is not None:
+            draw.rectangle((x0, y + 3, x0 + 14, y + 15), fill=colour, outline=(60, 60, 60))
+            draw.text((x0 + 22, y), text, fill=TEXT, font=f)
+        else:
+            draw.text((x0, y), text, fill=TEXT, font=f)
+        y += line_h
+    return out
+
+
+def save_png(picture: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Write a PNG to a temp file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        picture.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

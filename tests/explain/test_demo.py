@@ -1,0 +1,102 @@
+"""The demo: its data set (layout, exact masks, no leak, determinism) and a fast end-to-end run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kist_train.demo import DEFECT_KINDS, DemoSizes, demo_rules_text, paint_defect, synthesize
+
+TINY = DemoSizes(train_good=6, train_anomalous=4, test_good=3, test_anomalous=8)
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.png")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_layout_loads_and_withholds_training_masks(tmp_path: Path):
+    from kist_train.data import load_dataset
+
+    root = synthesize(tmp_path / "d", seed=5, sizes=TINY)
+    dataset = load_dataset(root)
+    assert len(dataset.train_good) == 6 and len(dataset.train_anomalous) == 4
+    assert len(dataset.require_test()) == 3 + 8
+    assert sorted(p.name for p in (root / "ground_truth").iterdir()) == sorted(DEFECT_KINDS)
+    assert not (root / "ground_truth" / "anomalous").exists()
+    masks = list((root / "ground_truth").rglob("*_mask.png"))
+    assert len(masks) == 8  # test anomalies only
+    for mask in masks:
+        image = root / "test" / mask.parent.name / mask.name.replace("_mask", "")
+        assert image.exists()
+        assert np.asarray(Image.open(mask)).any()
+
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path):
+    a = _digest(synthesize(tmp_path / "a", seed=1, sizes=TINY))
+    b = _digest(synthesize(tmp_path / "b", seed=1, sizes=TINY))
+    c = _digest(synthesize(tmp_path / "c", seed=2, sizes=TINY))
+    assert a == b != c
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_masks_are_exactly_the_changed_pixels(kind: str):
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        crop = rng.uniform(60, 200, (64, 64)).round()
+        image, mask = paint_defect(crop, kind, rng)
+        changed = image != crop.astype(np.uint8)
+        np.testing.assert_array_equal(mask, changed)
+        assert 1 <= mask.sum() < 64 * 64 // 8
+        delta = image.astype(float) - crop
+        if kind == "bright_spot":
+            assert delta[mask].max() >= 20 and (delta >= 0).all()
+        else:  # dark defects: 28-56 levels at their deepest
+            assert -57 <= delta[mask].min() <= -20 and (delta <= 0).all()
+    if kind == "edge_chip":  # a chip touches the border
+        assert mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+
+
+def test_demo_rulebook_is_clean():
+    from kistrules.api import check, loads
+
+    assert check(demo_rules_text()) == []
+    rulebook = loads(demo_rules_text(), "demo.rules")
+    assert set(rulebook.rule_names) == {"dark_blob", "bright_spot", "dark_scratch", "dark_patch"}
+
+
+@pytest.mark.slow
+def test_fast_demo_runs_end_to_end(fast_demo):
+    result = fast_demo
+    for path in (result.overlay, result.model_overlay, result.plot, result.out / "results.json"):
+        assert path.exists() and path.stat().st_size > 1000, path
+    for arm in (result.baseline, result.kist):
+        for post in ("raw", "filtered"):
+            assert set(arm[post]) >= {"pixel_auroc", "aupro", "image_auroc"}
+            assert all(0.0 <= v <= 100.0 for v in arm[post].values())
+    assert result.baseline["baseline"] is True and result.kist["baseline"] is False
+    console = (result.out.parent / "console.txt").read_text()
+    assert "KIST - baseline" in console and "explain overlay" in console
+    with Image.open(result.overlay) as overlay:
+        assert overlay.size[1] >= 448
+
+
+def test_demo_command_is_one_line_on_a_bad_out(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    import kistrules.commands.explain  # noqa: F401
+    from kistrules.cli import app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(app, ["demo", "--fast", "--out", str(blocker / "x")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "cannot create" in result.output
+    assert len(result.output.strip().splitlines()) == 1

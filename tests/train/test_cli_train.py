@@ -1,0 +1,187 @@
+"""`kistrules train / predict / evaluate / audit`: exit codes, outputs, one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kistrules.cli import _register_commands, app
+
+_register_commands()
+runner = CliRunner()
+
+TINY = [
+    "--size", "24", "--width", "4", "--depth", "2", "--epochs", "2", "--iterations", "1",
+    "--update-epochs", "1", "--batch-size", "6", "--anomalous-per-batch", "2",
+    "--device", "cpu", "--no-progress",
+]  # fmt: skip
+
+
+def _synthetic():
+    name = "kist_train_tests_synthetic"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("synthetic.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+syn = _synthetic()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, code: int, fragment: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "error" in lines[0] and fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = syn.make_dataset(root / "d", n_good=8, n_anomalous=2)
+    rules = syn.write_rulebook(root / "b.rules")
+    result = _invoke("train", "--data", data, "--rulebook", rules, "--out", root / "run", *TINY)
+    assert result.exit_code == 0, result.output
+    return root / "run", data, rules
+
+
+def test_train_writes_a_run(run):
+    run_dir, _, _ = run
+    assert (run_dir / "log.jsonl").is_file() and (run_dir / "config.json").is_file()
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["phase"] for e in log] == ["initial", "labels_1", "update_1"]
+
+
+def test_train_refuses_to_overwrite_and_resume_finishes(run):
+    run_dir, data, rules = run
+    result = _invoke("train", "--data", data, "--rulebook", rules, "--out", run_dir, *TINY)
+    _one_line_error(result, 1, "already holds a run")
+    result = _invoke(
+        "train", "--data", data, "--rulebook", rules, "--out", run_dir, *TINY, "--resume"
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_evaluate_prints_table_and_writes_json(run, tmp_path):
+    run_dir, data, _ = run
+    result = _invoke("evaluate", "--model", run_dir, "--data", data, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert "pixel AUROC" in result.stdout and "guided filter" in result.stdout
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert set(written["raw"]) == {"pixel_auroc", "aupro", "image_auroc"}
+    assert f"{written['filtered']['pixel_auroc']:.1f}" in result.stdout
+
+
+def test_predict_and_audit(run, tmp_path):
+    run_dir, data, rules = run
+    result = _invoke("predict", "--model", run_dir, "--input", data / "test", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "blob" / "d000.tiff").is_file() and (
+        tmp_path / "good" / "t000.png"
+    ).is_file()
+    raw_dir = tmp_path / "r"
+    result = _invoke("predict", "--model", run_dir, "--input", data / "test", "--out", raw_dir,
+                     "--no-filter", "--no-overlays")  # fmt: skip
+    assert result.exit_code == 0 and not list(raw_dir.rglob("*.png"))
+    result = _invoke(
+        "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--json", tmp_path / "a"
+    )
+    assert result.exit_code == 0, result.output
+    assert "dark_blob" in result.stdout and "(rulebook)" in result.stdout
+    assert json.loads((tmp_path / "a").read_text())["rule_names"] == ["dark_blob", "dark_gray"]
+
+
+# ---------------------------------------------------------------- one-line errors
+
+
+def _train(data, out, *extra):
+    return _invoke("train", "--data", data, "--baseline", "--out", out, *TINY, *extra)
+
+
+def test_missing_data_dir(tmp_path):
+    _one_line_error(_train(tmp_path / "nope", tmp_path / "o"), 1, "data directory not found")
+
+
+def test_empty_folder(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    (data / "train" / "anomalous").mkdir()
+    _one_line_error(_train(data, tmp_path / "o"), 1, "folder has no images")
+
+
+def test_unreadable_image(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    (data / "train" / "good" / "zz.png").write_bytes(b"garbage")
+    _one_line_error(_train(data, tmp_path / "o"), 1, "zz.png: cannot read image")
+
+
+def test_test_image_without_mask(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0, n_test_defect=1)
+    next((data / "ground_truth" / "blob").iterdir()).unlink()
+    _one_line_error(_train(data, tmp_path / "o"), 1, "test image has no mask")
+
+
+def test_mask_size_mismatch(run, tmp_path):
+    run_dir, _, _ = run
+    data = syn.make_dataset(tmp_path / "d", n_good=2, n_anomalous=0, n_test_defect=1)
+    iio.imwrite(next((data / "ground_truth" / "blob").iterdir()), np.zeros((5, 4), np.uint8))
+    result = _invoke("evaluate", "--model", run_dir, "--data", data, "--device", "cpu")
+    _one_line_error(result, 1, "mask is 4x5 but its image")
+
+
+def test_bad_device(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    result = _invoke("train", "--data", data, "--baseline", "--out", tmp_path / "o",
+                     "--device", "tpu")  # fmt: skip
+    _one_line_error(result, 2, "--device 'tpu'")
+
+
+def test_bad_option_values(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    _one_line_error(_train(data, tmp_path / "o", "--model", "vae"), 2, "--model 'vae'")
+    result = _invoke("train", "--data", data, "--out", tmp_path / "o", *TINY)
+    _one_line_error(result, 2, "--rulebook is required")
+    result = _invoke(
+        "train", "--data", data, "--out", tmp_path / "o", "--rulebook", tmp_path / "x.rules"
+    )
+    _one_line_error(result, 2, "x.rules")
+
+
+def test_bad_rulebook_is_one_line(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    rules = tmp_path / "bad.rules"
+    rules.write_text("IF grey is low THEN anomalous (0.9)\n")
+    result = _invoke("train", "--data", data, "--out", tmp_path / "o", "--rulebook", rules, *TINY)
+    _one_line_error(result, 1, "bad.rules")
+
+
+def test_predict_and_evaluate_on_a_missing_run(tmp_path):
+    result = _invoke("predict", "--model", tmp_path / "none", "--input", tmp_path, "--out",
+                     tmp_path / "m", "--device", "cpu")  # fmt: skip
+    _one_line_error(result, 1, "does not exist")
+    result = _invoke("evaluate", "--model", tmp_path / "none", "--data", tmp_path)
+    _one_line_error(result, 1, "does not exist")

@@ -1,0 +1,251 @@
+"""The self-training loop on a tiny synthetic data set: phases, eq. 9, baseline, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+import kist_train.engine as engine
+from kist_train.checkpoints import complete_phases, load_checkpoint
+from kist_train.config import TrainConfig
+from kist_train.data import load_dataset, working_tensor
+from kist_train.engine import phase_names, read_log, train
+from kist_train.models import ModelConfig, build_model
+from kistrules.errors import CheckpointError, UsageError
+
+
+def _synthetic():
+    # Loaded by path under a unique name: tests/ has no packages, names could collide.
+    name = "kist_train_tests_synthetic"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("synthetic.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+syn = _synthetic()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: on a shared 2-core machine, intra-op threads only spin and wait.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    syn.make_dataset(root / "d", n_good=12, n_anomalous=3, anomalous_masks=True)
+    rulebook = syn.write_rulebook(root / "blob.rules")
+    return root / "d", rulebook
+
+
+def _config(dataset, out, **changes) -> TrainConfig:
+    data, rulebook = dataset
+    base = TrainConfig(
+        data=str(data),
+        out=str(out),
+        rulebook=str(rulebook),
+        size=24,
+        width=4,
+        depth=2,
+        epochs=3,
+        iterations=2,
+        update_epochs=1,
+        batch_size=6,
+        anomalous_per_batch=2,
+        device="cpu",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _quiet() -> Console:
+    return Console(stderr=True, quiet=True)
+
+
+def _weights(run_dir, phase=None):
+    state, _, _ = load_checkpoint(run_dir, phase)
+    return state
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_kist_run_end_to_end(dataset, tmp_path):
+    console = Console(stderr=True, record=True, width=200)
+    run = train(_config(dataset, tmp_path / "kist"), console=console, progress=True)
+    text = console.export_text()
+    assert "iteration 1: mu_e=" in text and "regions fired" in text and "update_2:" in text
+    assert set(complete_phases(run)) == set(phase_names(2))
+    log = read_log(run)
+    assert [e["phase"] for e in log] == phase_names(2)
+    assert log[0]["loss_per_epoch"][-1] < log[0]["loss_per_epoch"][0]
+    labels = log[1]["labels"]
+    assert log[1]["labelled"] and labels["images"] == 3
+    assert labels["pixels_labelled"] > 0 and labels["regions_fired"] > 0
+    assert labels["precision"] is not None and 0 <= labels["recall"] <= 1
+    assert log[3]["frozen"] and log[3]["labels"] == labels
+    assert log[2]["lam"] == 1.0 and log[2]["loss_push"] != 0.0
+    _, meta, optim = load_checkpoint(run)
+    assert meta["phase"] == "update_2" and optim is not None
+    assert meta["rulebook_text"] == Path(dataset[1]).read_text()
+    assert meta["margin"] == pytest.approx(meta["initial_mu_e"] + 3.0 * meta["initial_sigma_e"])
+
+
+def test_eq9_thresholds_come_from_the_initial_model(dataset, tmp_path):
+    """Recompute mu_e, sigma_e of the 'initial' checkpoint with numpy; eq. 9 by hand."""
+    config = _config(dataset, tmp_path / "kist", iterations=1)
+    run = train(config, console=_quiet(), progress=False)
+    state, meta, _ = load_checkpoint(run, "initial")
+    model = build_model(ModelConfig.from_dict(meta["model"]))
+    model.load_state_dict(state)
+    model.eval()
+    x = working_tensor(load_dataset(config.data).train_good, config.size)
+    with torch.no_grad():
+        e = ((model(x) - x) ** 2).double().numpy()
+    mu, sigma = float(e.mean()), float(e.std())
+    entry = read_log(run)[1]
+    assert entry["mu_e"] == pytest.approx(mu, rel=1e-9)
+    assert entry["sigma_e"] == pytest.approx(sigma, rel=1e-6)
+    expected = [mu + n * 0.3 * sigma for n in range(4, 11)]  # ceil(1/0.3)=4 .. floor(3/0.3)=10
+    np.testing.assert_allclose(entry["labels"]["thresholds"], expected, rtol=1e-6)
+
+
+def test_baseline_is_the_same_loop_with_lambda_zero(dataset, tmp_path):
+    kist = train(_config(dataset, tmp_path / "k"), console=_quiet(), progress=False)
+    base = train(_config(dataset, tmp_path / "b", baseline=True), console=_quiet(), progress=False)
+    # Same seed, same initial phase; the update phases differ only through lambda.
+    _assert_same(_weights(kist, "initial"), _weights(base, "initial"))
+    log = read_log(base)
+    assert [e["phase"] for e in log] == phase_names(2)
+    assert log[2]["lam"] == 0.0 and log[2]["loss_push"] == 0.0
+    assert log[2]["loss_total"] == log[2]["loss_normal"]
+    final_k, final_b = _weights(kist), _weights(base)
+    assert any(not torch.equal(final_k[k], final_b[k]) for k in final_k)
+    # Labels do not steer the control: without a rulebook it trains identically.
+    plain = train(
+        _config(dataset, tmp_path / "p", baseline=True, rulebook=None),
+        console=_quiet(),
+        progress=False,
+    )
+    _assert_same(_weights(base), _weights(plain))
+
+
+def test_unet_paper_push_and_recomputed_labels(dataset, tmp_path):
+    config = _config(dataset, tmp_path / "r", push="paper", freeze_labels=False, model="unet")
+    log = read_log(train(config, console=_quiet(), progress=False))
+    assert log[2]["loss_push"] < 0  # eq. 13 as printed: -lambda * mean labelled residual
+    assert log[3]["labelled"] and not log[3].get("frozen")
+
+
+def test_resume_gives_the_same_weights(dataset, tmp_path):
+    full = train(_config(dataset, tmp_path / "full"), console=_quiet(), progress=False)
+    part_config = _config(dataset, tmp_path / "part")
+    train(part_config, console=_quiet(), progress=False, stop_after="labels_1")
+    assert complete_phases(tmp_path / "part") == ["initial", "labels_1"]
+    train(part_config, resume=True, console=_quiet(), progress=False)
+    _assert_same(_weights(full), _weights(tmp_path / "part"))
+    assert [e["phase"] for e in read_log(tmp_path / "part")] == phase_names(2)
+
+
+def test_resume_after_a_crash_inside_a_phase(dataset, tmp_path, monkeypatch):
+    full = train(_config(dataset, tmp_path / "full"), console=_quiet(), progress=False)
+    config = _config(dataset, tmp_path / "crash")
+    real = engine._run_update
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_update", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, console=_quiet(), progress=False)
+    monkeypatch.setattr(engine, "_run_update", real)
+    assert complete_phases(tmp_path / "crash")[-1] == "labels_2"
+    train(config, resume=True, console=_quiet(), progress=False)
+    _assert_same(_weights(full), _weights(tmp_path / "crash"))
+
+
+def test_run_dir_is_never_overwritten_without_force(dataset, tmp_path):
+    config = _config(dataset, tmp_path / "run", iterations=1, epochs=1)
+    train(config, console=_quiet(), progress=False)
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(config, console=_quiet(), progress=False)
+    with pytest.raises(CheckpointError, match="options differ: lr"):
+        train(dataclasses.replace(config, lr=0.5), resume=True, console=_quiet(), progress=False)
+    train(dataclasses.replace(config, seed=3), force=True, console=_quiet(), progress=False)
+    _, meta, _ = load_checkpoint(tmp_path / "run")
+    assert meta["config"]["seed"] == 3
+    other = tmp_path / "not_a_run"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        train(dataclasses.replace(config, out=str(other)), force=True, console=_quiet())
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_plain_mvtec_category_equals_baseline(tmp_path):
+    root = syn.make_dataset(tmp_path / "mvtec", n_good=8, n_anomalous=0)
+    rules = syn.write_rulebook(tmp_path / "b.rules")
+    lines = []
+    console = Console(file=None, stderr=True, record=True, quiet=False, width=200)
+    data = (root, rules)
+    kist = train(_config(data, tmp_path / "k"), console=console, progress=False)
+    lines = console.export_text()
+    assert "KIST equals the baseline" in lines
+    base = train(_config(data, tmp_path / "b", baseline=True), console=_quiet(), progress=False)
+    _assert_same(_weights(kist), _weights(base))
+
+
+def test_rulebook_required_unless_baseline(dataset, tmp_path):
+    with pytest.raises(UsageError, match="--rulebook is required"):
+        train(_config(dataset, tmp_path / "x", rulebook=None), console=_quiet())
+
+
+def test_init_from_shares_the_initial_model_exactly(dataset, tmp_path):
+    """Both arms from one initial run end where uninterrupted runs end, bit for bit."""
+    full = train(_config(dataset, tmp_path / "full"), console=_quiet(), progress=False)
+    init = _config(dataset, tmp_path / "init", baseline=True, rulebook=None)
+    train(init, console=_quiet(), progress=False, stop_after="initial")
+    shared = train(
+        _config(dataset, tmp_path / "shared", init_from=str(tmp_path / "init")),
+        console=_quiet(),
+        progress=False,
+    )
+    _assert_same(_weights(full), _weights(shared))
+    log = read_log(shared)
+    assert [e["phase"] for e in log] == phase_names(2)
+    assert log[0]["init_from"] == str(tmp_path / "init")
+    assert log[1]["labels"] == read_log(full)[1]["labels"]
+    with pytest.raises(UsageError, match="options differ: epochs"):
+        train(
+            _config(dataset, tmp_path / "bad", epochs=2, init_from=str(tmp_path / "init")),
+            console=_quiet(),
+            progress=False,
+        )
+    with pytest.raises(UsageError, match="not a run directory"):
+        train(
+            _config(dataset, tmp_path / "bad2", init_from=str(tmp_path / "nowhere")),
+            console=_quiet(),
+            progress=False,
+        )

@@ -1,0 +1,99 @@
+"""The reconstruction networks: shapes for any size, range, determinism, trainability."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kist_train.losses import reconstruction_loss
+from kist_train.models import ModelConfig, build_model
+from kistrules.errors import CheckpointError
+
+
+@pytest.mark.parametrize("kind", ["cae", "unet"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("h", "w"), [(37, 53), (32, 32), (9, 70)])
+def test_output_shape_and_range(kind, channels, h, w):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, width=4, depth=3, in_channels=channels))
+    x = torch.rand(2, channels, h, w)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_tiny_image_smaller_than_padding_still_works():
+    model = build_model(ModelConfig(width=4, depth=4)).eval()
+    assert model(torch.rand(1, 1, 5, 3)).shape == (1, 1, 5, 3)
+
+
+@pytest.mark.parametrize("kind", ["cae", "unet"])
+def test_deterministic_given_seed(kind):
+    config = ModelConfig(kind=kind, width=4, depth=2)
+    x = torch.rand(2, 1, 20, 20)
+    torch.manual_seed(123)
+    a = build_model(config).eval()
+    torch.manual_seed(123)
+    b = build_model(config).eval()
+    torch.manual_seed(124)
+    c = build_model(config).eval()
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(a(x), c(x))
+
+
+def test_unet_has_skips_cae_does_not():
+    cae = build_model(ModelConfig(kind="cae", width=4, depth=2))
+    unet = build_model(ModelConfig(kind="unet", width=4, depth=2))
+    # The U-Net's decoder fuses twice the channels at each level.
+    assert unet.up[0].fuse[0].in_channels == 2 * cae.up[0].fuse[0].in_channels
+    assert sum(p.numel() for p in unet.parameters()) > sum(p.numel() for p in cae.parameters())
+
+
+def test_channels_capped_at_eight_times_width():
+    model = build_model(ModelConfig(width=2, depth=6))
+    deepest = model.down[-1][0].out_channels
+    assert deepest == 16
+
+
+@pytest.mark.parametrize("kind", ["cae", "unet"])
+def test_training_steps_reduce_mse(kind):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, width=8, depth=2))
+    x = torch.rand(4, 1, 24, 24) * 0.5 + 0.25
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = reconstruction_loss(model(x), x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        final = reconstruction_loss(model(x), x).item()
+    assert losses[-1] < 0.5 * losses[0]
+    assert final < losses[0]
+
+
+def test_config_round_trip_and_bad_dicts():
+    config = ModelConfig(kind="unet", width=16, depth=3, in_channels=3)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict() == {"kind": "unet", "width": 16, "depth": 3, "in_channels": 3}
+    with pytest.raises(CheckpointError, match="unknown model config key"):
+        ModelConfig.from_dict({**config.to_dict(), "dropout": 0.1})
+    with pytest.raises(CheckpointError, match="kind"):
+        ModelConfig.from_dict({"kind": "vae"})
+    with pytest.raises(CheckpointError, match="width"):
+        ModelConfig.from_dict({"width": "32"})
+    with pytest.raises(CheckpointError, match="JSON object"):
+        ModelConfig.from_dict(["cae"])
+    with pytest.raises(ValueError, match="depth"):
+        ModelConfig(depth=0)
+
+
+def test_wrong_channel_count_is_rejected():
+    model = build_model(ModelConfig(width=4, depth=2))
+    with pytest.raises(ValueError, match="expected"):
+        model(torch.rand(1, 3, 16, 16))

@@ -1,0 +1,268 @@
+"""Prediction, evaluation and the label audit, on a trained tiny run and a hand-made one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+from rich.console import Console
+from sklearn.metrics import roc_auc_score
+
+from kist_train.audit import ALL, OVERALL, audit_rows, audit_rulebook
+from kist_train.checkpoints import save_checkpoint
+from kist_train.config import TrainConfig
+from kist_train.data import load_dataset, read_gray
+from kist_train.engine import train
+from kist_train.evaluate import evaluate_run, format_table
+from kist_train.guided_filter import guided_filter, radius_for_size
+from kist_train.models import ModelConfig, build_model
+from kist_train.predict import (
+    anomaly_maps,
+    heat_overlay,
+    load_run,
+    maps_both,
+    residual_maps,
+    write_predictions,
+)
+from kistrules.errors import CheckpointError, UsageError
+
+
+def _synthetic():
+    name = "kist_train_tests_synthetic"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("synthetic.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+syn = _synthetic()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pred")
+    data = syn.make_dataset(root / "d", n_good=10, n_anomalous=2)
+    rules = syn.write_rulebook(root / "b.rules")
+    config = TrainConfig(
+        data=str(data),
+        out=str(root / "run"),
+        rulebook=str(rules),
+        size=24,
+        width=4,
+        depth=2,
+        epochs=3,
+        iterations=1,
+        update_epochs=1,
+        batch_size=6,
+        anomalous_per_batch=2,
+        device="cpu",
+    )
+    run_dir = train(config, console=Console(quiet=True), progress=False)
+    return run_dir, data, rules
+
+
+def test_maps_at_original_size(trained):
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    items = load_dataset(data).test
+    images = [item.gray() for item in items]
+    raw, filtered = maps_both(run, images)
+    for image, r, f in zip(images, raw, filtered, strict=True):
+        assert r.shape == image.shape and f.shape == image.shape
+        assert r.dtype == np.float32 and (r >= 0).all()
+    assert any(not np.allclose(r, f) for r, f in zip(raw, filtered, strict=True))
+
+
+def test_maps_at_working_size_are_the_residual_and_its_filter(trained):
+    run_dir, _, _ = trained
+    run = load_run(run_dir, device="cpu")
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (run.size, run.size)).astype(np.float32)
+    x = torch.from_numpy(image)[None, None] / 255.0
+    with torch.no_grad():
+        expected = ((run.model(x) - x) ** 2)[0, 0]
+    torch.testing.assert_close(residual_maps(run, [image])[0], expected)
+    raw = anomaly_maps(run, [image], filter=False)[0]
+    np.testing.assert_allclose(raw, expected.numpy(), rtol=1e-6, atol=1e-9)
+    filtered = anomaly_maps(run, [image])[0]
+    ref = guided_filter(x, expected[None, None], radius_for_size(run.size), eps=1e-3)[0, 0]
+    np.testing.assert_allclose(filtered, ref.numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_write_predictions_mirrors_the_tree(trained, tmp_path):
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    written = write_predictions(run, [data / "test"], tmp_path / "maps")
+    sources = sorted(p for p in (data / "test").rglob("*.png"))
+    assert len(written) == len(sources)
+    vmax = run.meta["overlay_vmax"]
+    assert vmax == pytest.approx(run.mu_e + 6 * run.sigma_e)
+    for src in sources:
+        rel = src.relative_to(data / "test").with_suffix("")
+        tiff = tmp_path / "maps" / rel.with_suffix(".tiff")
+        amap = tifffile.imread(tiff)
+        image = read_gray(src)
+        assert amap.dtype == np.float32 and amap.shape == image.shape
+        # (batch composition changes conv summation order: float32 noise only)
+        np.testing.assert_allclose(amap, anomaly_maps(run, [image])[0], rtol=1e-4, atol=1e-9)
+        # One fixed normalisation for the run: the PNG is the overlay at the run's vmax.
+        png = iio.imread(tiff.with_suffix(".png"))
+        np.testing.assert_array_equal(png, heat_overlay(image, amap, vmax))
+    summary = json.loads((tmp_path / "maps" / "predict.json").read_text())
+    assert summary["maps"] == len(sources) and summary["filter"] is True
+
+
+def test_heat_overlay_is_not_normalised_per_image():
+    image = np.full((2, 2), 100.0)
+    small = heat_overlay(image, np.array([[0.1, 0.0], [0.0, 0.0]]), vmax=1.0)
+    large = heat_overlay(image, np.array([[0.1, 5.0], [0.0, 0.0]]), vmax=1.0)
+    np.testing.assert_array_equal(small[0, 0], large[0, 0])
+    # t = 1 -> white heat at opacity 0.75 over gray 100: 0.25 * 100 + 0.75 * 255 = 216.25
+    np.testing.assert_array_equal(large[0, 1], [216, 216, 216])
+
+
+def test_write_predictions_single_files_and_errors(trained, tmp_path):
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    one = next((data / "test" / "good").iterdir())
+    written = write_predictions(run, [one], tmp_path / "m", overlays=False)
+    assert written == [tmp_path / "m" / f"{one.stem}.tiff"]
+    assert not (tmp_path / "m" / f"{one.stem}.png").exists()
+    with pytest.raises(UsageError, match="input not found"):
+        write_predictions(run, [tmp_path / "missing.png"], tmp_path / "m")
+    with pytest.raises(UsageError, match="same name"):
+        write_predictions(run, [one, one], tmp_path / "m")
+
+
+def test_evaluate_matches_sklearn(trained):
+    run_dir, data, _ = trained
+    result = evaluate_run(run_dir, data, device="cpu")
+    items = load_dataset(data).test
+    run = load_run(run_dir, device="cpu")
+    raw, filtered = maps_both(run, [item.gray() for item in items])
+    truth = np.concatenate([item.mask().ravel() for item in items])
+    for key, maps in (("raw", raw), ("filtered", filtered)):
+        scores = np.concatenate([m.ravel() for m in maps])
+        assert result[key]["pixel_auroc"] == pytest.approx(100 * roc_auc_score(truth, scores))
+        image_scores = [m.max() for m in maps]
+        labels = [item.is_anomalous for item in items]
+        assert result[key]["image_auroc"] == pytest.approx(
+            100 * roc_auc_score(labels, image_scores)
+        )
+        assert 0 <= result[key]["aupro"] <= 100
+    assert result["images"] == len(items) and result["anomalous_images"] == 4
+    table = format_table(result)
+    assert "guided filter" in table and f"{result['raw']['aupro']:.1f}" in table
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(CheckpointError):
+        load_run(tmp_path / "nope", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a kistrules run directory"):
+        load_run(tmp_path / "empty", device="cpu")
+
+
+# ---------------------------------------------------------------- audit
+
+
+def test_audit_rows_by_hand():
+    t = np.array([[1, 1, 0, 0]], dtype=bool)
+    p_all = np.array([[1, 0, 1, 0]], dtype=bool)
+    p_r0 = np.array([[1, 0, 0, 0]], dtype=bool)
+    p_r1 = np.array([[0, 0, 1, 0]], dtype=bool)
+    empty = np.zeros((1, 4), dtype=bool)
+    rows = audit_rows(
+        groups=["crack", "hole"],
+        truth=[t, t],
+        overall=[p_all, empty],
+        per_rule=[[p_r0, empty], [p_r1, empty]],
+        regions_overall=[2, 0],
+        regions_per_rule=np.array([[1, 1], [0, 0]]),
+        rule_names=["r0", "r1"],
+    )
+    by = {(r.group, r.rule): r for r in rows}
+    crack = by[("crack", OVERALL)]
+    assert (crack.tp, crack.fp, crack.fn, crack.regions_fired) == (1, 1, 1, 2)
+    assert crack.precision == 0.5 and crack.recall == 0.5
+    assert by[("crack", "r0")].precision == 1.0 and by[("crack", "r1")].precision == 0.0
+    hole = by[("hole", OVERALL)]
+    assert hole.precision is None and hole.recall == 0.0 and hole.images_labelled == 0
+    total = by[(ALL, OVERALL)]
+    assert (total.tp, total.fp, total.fn, total.images, total.images_labelled) == (1, 1, 3, 2, 1)
+
+
+def _constant_run(run_dir: Path, size: int) -> None:
+    """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly."""
+    torch.manual_seed(0)
+    config = ModelConfig(kind="cae", width=4, depth=2)
+    model = build_model(config)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    train_config = TrainConfig(data="d", out=str(run_dir), size=size, width=4, depth=2)
+    meta = {
+        "config": train_config.to_dict(),
+        "model": config.to_dict(),
+        "size": size,
+        "mu_e": 0.0,
+        "sigma_e": 0.05,
+    }
+    save_checkpoint(run_dir, "update_1", model.eval(), meta)
+
+
+def test_audit_rulebook_hand_case(tmp_path):
+    """Gray 128 background (e = 0.0000...), a dark 4x5 blob (gray 10, e = 0.21); truth = blob
+    plus a 2x5 strip next to it. Thresholds 1.2..3 sigma = 0.06..0.15 cut exactly the blob,
+    at each of the 7 thresholds; the dark rule fires, the bright one does not."""
+    size = 16
+    data = tmp_path / "d"
+    image = np.full((size, size), 128, dtype=np.uint8)
+    image[4:8, 5:10] = 10
+    truth = np.zeros((size, size), dtype=np.uint8)
+    truth[4:10, 5:10] = 255
+    for folder, name, array in (
+        ("train/good", "g.png", np.full((size, size), 128, dtype=np.uint8)),
+        ("test/hole", "h.png", image),
+        ("ground_truth/hole", "h_mask.png", truth),
+    ):
+        (data / folder).mkdir(parents=True, exist_ok=True)
+        iio.imwrite(data / folder / name, array)
+    rules = tmp_path / "r.rules"
+    rules.write_text(
+        "threshold 0.8\n"
+        "rule dark: IF gray is low THEN anomalous (1.0)\n"
+        "rule bright: IF gray is high THEN anomalous (1.0)\n"
+    )
+    _constant_run(tmp_path / "run", size)
+    report = audit_rulebook(tmp_path / "run", rules, data, device="cpu")
+    assert report.thresholds == pytest.approx([0.05 * 0.3 * n for n in range(4, 11)])
+    overall = report.row("hole")
+    assert (overall.tp, overall.fp, overall.fn) == (20, 0, 10)
+    assert overall.precision == 1.0 and overall.recall == pytest.approx(20 / 30)
+    assert overall.regions_fired == 7 and overall.images_labelled == 1
+    assert report.row("hole", "dark").regions_fired == 7
+    assert report.row("hole", "bright").regions_fired == 0
+    assert report.row(ALL).tp == 20
+    text = report.format_text()
+    assert "66.7" in text and "100.0" in text
+    assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0
