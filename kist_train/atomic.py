@@ -30,8 +30,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and (
+            err.filename is None or os.fspath(err.filename) == os.fspath(tmp)
+        ):
+            # Name the file the user asked for, not our hidden temporary (full disk, read-only).
+            raise type(err)(err.errno, err.strerror or str(err), os.fspath(target)) from err
         raise
 
 

@@ -159,8 +159,13 @@ def audit_rulebook(
     *,
     device: str = "auto",
     batch_size: int = 16,
+    phase: str | None = None,
 ) -> AuditReport:
-    """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model."""
+    """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
+
+    `phase` picks a checkpoint (e.g. "update_2") instead of the last one: auditing
+    every phase shows how the labels a rulebook would give evolve over the iterations.
+    """
     from kist_train.data import load_dataset, working_tensor
     from kist_train.engine import residuals_of
     from kist_train.predict import load_run
@@ -171,7 +176,7 @@ def audit_rulebook(
     rulebook_path = Path(rulebook_path)
     if not rulebook_path.is_file():
         raise UsageError(f"{rulebook_path}: rulebook not found")
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, device=device, phase=phase)
     scorer = load(rulebook_path).compile(device=run.device)
     dataset = load_dataset(data_dir)
     items = [item for item in dataset.require_test() if item.is_anomalous]

@@ -28,6 +28,57 @@ from kistrules.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
+# Largest image (or residual map) decoded: 8192 x 8192. Decoding takes ~12 bytes a pixel
+# (raw, float32 gray, resize), so this caps one image near 800 MB; a file whose header
+# claims more is refused before any pixel is decoded (a 20,000 x 20,000 PNG is 50 kB).
+MAX_PIXELS = 8192 * 8192
+
+
+def check_image_size(path: str | Path, what: str = "image") -> None:
+    """Refuse a file whose header claims more than MAX_PIXELS pixels, before decoding it.
+
+    Reads only the header (PNG IHDR, TIFF IFDs, else PIL's lazy open). A header
+    that cannot be read is left to the decoder, which reports it as unreadable.
+    """
+    path = Path(path)
+    size = _header_size(path)
+    if size is None:
+        return
+    width, height, pages = size
+    if width * height * pages > MAX_PIXELS:
+        layers = f" x {pages} pages" if pages > 1 else ""
+        raise DataError(
+            f"{path}: {what} is {width}x{height}{layers} pixels, above the limit of "
+            f"{MAX_PIXELS:,} pixels (8192 x 8192); crop or tile it first"
+        )
+
+
+def _header_size(path: Path) -> tuple[int, int, int] | None:
+    """(width, height, pages) from the file header, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), 1
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                return int(page.imagewidth), int(page.imagelength), max(1, len(tif.pages))
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:  # lazy: reads the header only
+                width, height = image.size
+        return int(width), int(height), 1
+    except (
+        Exception
+    ) as err:  # unreadable header: the decoder will say so; PIL's bomb guard: too large
+        if type(err).__name__ == "DecompressionBombError":
+            raise DataError(f"{path}: image too large to decode ({_first_line(err)})") from err
+        return None
 
 
 def read_gray(path: str | Path) -> np.ndarray:
@@ -39,6 +90,7 @@ def read_gray(path: str | Path) -> np.ndarray:
     import skimage.io
 
     path = Path(path)
+    check_image_size(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -76,10 +128,15 @@ def _to_gray(raw: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Decode a mask file to (H, W) bool: nonzero (in any channel) is anomalous."""
+    """Decode a mask file to (H, W) bool: nonzero (in any channel) is anomalous.
+
+    Any nonzero value counts, not only 255 (the layout's rule): masks saved as
+    0/1, anti-aliased 0-255 or 16-bit all work; nothing is refused or rescaled.
+    """
     import skimage.io
 
     path = Path(path)
+    check_image_size(path, "mask")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -540,6 +540,8 @@ def _train(config: TrainConfig, *, resume, force, console, progress, stop_after)
         raise UsageError(f"stop_after {stop_after!r} is not a phase of this run: {phases}")
     scorer, rulebook_text = _load_scorer(config, device)
     data, dataset = _load_data(config, device, console)
+    if config.init_from is not None and not resume:
+        _check_init_from(config)
     run_dir = _prepare_run_dir(config, resume=resume, force=force)
 
     torch.manual_seed(config.seed)
@@ -618,11 +620,11 @@ def _train(config: TrainConfig, *, resume, force, console, progress, stop_after)
     return run_dir
 
 
-def _start_from_initial(config: TrainConfig, state: _State, device: torch.device) -> None:
-    """Restore the "initial" phase of another run, after checking it is this run's own.
+def _check_init_from(config: TrainConfig) -> None:
+    """Refuse an --init-from run whose initial phase is not this run's own (before any write).
 
     Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
-    the result is then bit-identical to training it here, minus the time.
+    restoring it is then bit-identical to training it here, minus the time.
     """
     from kist_train.checkpoints import complete_phases
     from kist_train.config import INITIAL_FIELDS
@@ -645,6 +647,11 @@ def _start_from_initial(config: TrainConfig, state: _State, device: torch.device
             f"{source}: --init-from run has a different initial phase "
             f"(options differ: {', '.join(diff)})"
         )
+
+
+def _start_from_initial(config: TrainConfig, state: _State, device: torch.device) -> None:
+    """Restore the "initial" phase of the --init-from run (checked by _check_init_from)."""
+    source = Path(config.init_from)
     _restore_phase(source, "initial", state, device)
     state.labels = None
     if not state.log or state.log[0].get("phase") != "initial":

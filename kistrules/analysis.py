@@ -44,7 +44,7 @@ is NP-hard in general and no real rulebook comes near the limit.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -247,46 +247,57 @@ def _reachability(resolved: ResolvedRulebook, rule: Rule) -> list[Diagnostic]:
     alpha = resolved.threshold
     tv = rule.truth_value
     node = _nnf(resolved, rule.condition)
-    try:
-        if not _region(node, 0.0, True):
-            return [
-                make(
-                    "W102",
-                    f"the condition of {_rule_ref(rule)} is always 0: no region can satisfy it",
-                    rule.condition.span,
-                    label="never true",
-                    hint=_always_zero_hint(node),
-                )
-            ]
-        if tv < alpha:
-            assert rule.truth is not None  # the default TV is 1 >= any alpha
-            return [
-                make(
-                    "W101",
-                    f"{_rule_ref(rule)} can never reach the threshold {_num(alpha)}: "
-                    f"its truth value {format_number(rule.truth)} is below it",
-                    rule.truth.span,
-                    label="below the threshold",
-                    hint=f"raise the truth value to at least {_num(alpha)} "
-                    "or lower the threshold (the paper's Remark 2)",
-                )
-            ]
-        if alpha > 0.0 and not _region(node, alpha / tv, False):
-            best = best_truth(resolved, rule.condition)
-            return [
-                make(
-                    "W101",
-                    f"{_rule_ref(rule)} can never reach the threshold {_num(alpha)}: its "
-                    f"condition is at most {_approx(best)}, so the rule gives at most "
-                    f"{_approx(best * tv)}",
-                    _rule_anchor(rule),
-                    label="never reaches the threshold",
-                    hint=_limiting_hint(node, alpha / tv),
-                )
-            ]
-    except _TooComplex:
-        return []
+    if _decided(lambda: not _region(node, 0.0, True)):
+        return [
+            make(
+                "W102",
+                f"the condition of {_rule_ref(rule)} is always 0: no region can satisfy it",
+                rule.condition.span,
+                label="never true",
+                hint=_always_zero_hint(node),
+            )
+        ]
+    if tv < alpha:  # only a written TV can be below alpha: the default is 1
+        truth = rule.truth
+        return [
+            make(
+                "W101",
+                f"{_rule_ref(rule)} can never reach the threshold {_num(alpha)}: "
+                f"its truth value {_num(tv) if truth is None else format_number(truth)} "
+                "is below it",
+                _rule_anchor(rule) if truth is None else truth.span,
+                label="below the threshold",
+                hint=f"raise the truth value to at least {_num(alpha)} "
+                "or lower the threshold (the paper's Remark 2)",
+            )
+        ]
+    if alpha > 0.0 and _decided(lambda: not _region(node, alpha / tv, False)):
+        try:
+            best = _best(node)
+            why = (
+                f"its condition is at most {_approx(best)}, so the rule gives at most "
+                f"{_approx(best * tv)}"
+            )
+        except _TooComplex:
+            why = f"its condition never reaches {_approx(alpha / tv)}"
+        return [
+            make(
+                "W101",
+                f"{_rule_ref(rule)} can never reach the threshold {_num(alpha)}: {why}",
+                _rule_anchor(rule),
+                label="never reaches the threshold",
+                hint=_limiting_hint(node, alpha / tv),
+            )
+        ]
     return []
+
+
+def _decided(question: Callable[[], bool]) -> bool:
+    """The predicate's answer; False (no warning) when the condition is too complex."""
+    try:
+        return bool(question())
+    except _TooComplex:
+        return False
 
 
 def _rule_ref(rule: Rule) -> str:

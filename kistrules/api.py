@@ -80,10 +80,26 @@ def check_file(path: str | os.PathLike[str]) -> tuple[str | None, list[Diagnosti
     return text, diagnose(text, str(path))[1]
 
 
+# Real rulebooks are a few kB; 1 MiB holds ~15,000 rules and checks in a few seconds.
+# Larger files are refused unread (a 100 MB file would take minutes and gigabytes).
+MAX_RULEBOOK_BYTES = 1 << 20
+
+
 def read_rulebook(path: str | os.PathLike[str]) -> bytes:
-    """A rulebook file's bytes; a missing or unreadable file is a one-line UsageError."""
+    """A rulebook file's bytes; a missing, unreadable or too large file is a one-line UsageError.
+
+    Reads at most MAX_RULEBOOK_BYTES + 1 bytes, so a huge file or an endless
+    pipe is refused without being loaded.
+    """
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RULEBOOK_BYTES + 1)
+        if len(data) > MAX_RULEBOOK_BYTES:
+            raise UsageError(
+                f"{os.fspath(path)}: rulebook larger than the limit of "
+                f"{MAX_RULEBOOK_BYTES:,} bytes (1 MiB); is this really a .rules file?"
+            )
+        return data
     except FileNotFoundError:
         raise UsageError(f"{os.fspath(path)}: no such file") from None
     except IsADirectoryError:

@@ -41,6 +41,12 @@ def fail(message: str, *, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for a file-system error: the file, then why (read-only, disk full, ...)."""
+    name = os.fspath(err.filename) if err.filename is not None else "file system"
+    return f"{name}: {err.strerror or err}"
+
+
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
     from kistrules.commands import check, explain, fmt, tools, train  # noqa: F401
@@ -58,6 +64,9 @@ def main() -> None:
     except KistrulesError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False)
         sys.exit(err.exit_code)
+    except OSError as err:  # read-only folder, full disk: the user's to fix, not a bug
+        stderr.print(f"error: {os_error_line(err)}", markup=False, highlight=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         sys.exit(130)

@@ -222,8 +222,8 @@ class Scorer(torch.nn.Module):
             term_column.append(keys.setdefault(key, len(keys)))
         self._term_columns = tuple(term_column)
         first_term = {c: t for t, c in reversed(list(enumerate(term_column)))}
-        columns = [self.terms[first_term[c]] for c in range(len(keys))]
-        self._column_properties = tuple(self.properties.index(i.property) for i in columns)
+        infos = [self.terms[first_term[c]] for c in range(len(keys))]  # one per column
+        self._column_properties = tuple(self.properties.index(i.property) for i in infos)
         self._flat = tuple(
             (i, tuple(term_column[t] for t in _leaves(p)))
             for i, p in enumerate(programs)
@@ -234,7 +234,6 @@ class Scorer(torch.nn.Module):
         def buffer(name: str, values: Sequence, kind: torch.dtype | None = None) -> None:
             self.register_buffer(name, torch.tensor(values, dtype=kind or dtype), persistent=False)
 
-        infos = columns
         gaussian = [info.mf.function == "gaussian" for info in infos]
         self._kinds = frozenset(gaussian)  # {False}: trapezoids only, {True}, or both
         # Gaussian columns get a placeholder trapezoid; their grades are taken from
@@ -282,7 +281,7 @@ class Scorer(torch.nn.Module):
     # --- inputs ---------------------------------------------------------------------
 
     def _inputs(self, props: Any) -> list[torch.Tensor]:
-        """The used properties, each `(N,)` on the scorer's device and dtype."""
+        """The used properties, each `(N,)` on the scorer's device, in one float dtype."""
         table = getattr(props, "properties", props)
         if not isinstance(table, Mapping):
             raise DataError(
@@ -393,7 +392,11 @@ class Scorer(torch.nn.Module):
         return truth, limiting
 
     def _score(
-        self, standardised: torch.Tensor, out: dict[str, torch.Tensor], trace: bool, work
+        self,
+        standardised: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        trace: bool,
+        work: _Workspace,
     ) -> None:
         """Grade one chunk of regions (standardised `(P, n)`) into slices of `out`."""
         columns = self._grades(standardised, work)
@@ -435,8 +438,14 @@ class Scorer(torch.nn.Module):
 
         Returns:
             A ScoreTrace on the scorer's device. `rules`, `terms` and `limiting`
-            are transposed views of region-last buffers.
+            are transposed views of region-last buffers. Grades carry no
+            autograd history: the evaluation reuses buffers in place, and
+            pseudo-labelling needs no gradient through the rules.
         """
+        with torch.no_grad():
+            return self._forward(props, trace)
+
+    def _forward(self, props: Any, trace: bool) -> ScoreTrace:
         rows = self._inputs(props)
         n = len(rows[0])
         device, dtype = self.device, self.dtype

@@ -255,12 +255,12 @@ def _attach(rulebook: Rulebook) -> _Layout:
         last_line = statement.span.end_line
     for index, texts in interior.items():
         here = placed[index]
-        directive = next((t for t in texts if _IGNORE.search(t)), None)
-        if directive is not None and here.trailing is None:
+        found = next((i for i, t in enumerate(texts) if _IGNORE.search(t)), None)
+        if found is not None and here.trailing is None:
             # `# kist: ignore[...]` applies to the lines of its statement: keep it
             # on the statement's (then unwrapped) line rather than above it
-            here.trailing = directive
-            texts = [t for t in texts if t is not directive]
+            here.trailing = texts[found]
+            texts = texts[:found] + texts[found + 1 :]
         here.leading.extend(texts)
     if not statements:  # a file of comments only: it is all header
         return _Layout([text for text, _ in pending], [], [], False)

@@ -274,6 +274,8 @@ def term_truth(mf: MembershipFunction, hedges: Sequence[object], negated: bool, 
 
 
 ROUND_DIGITS = 12
+# Below this grade, 1 - grade is 1 in float32 (half an ulp of 1 is 2^-25).
+ONE_GAP = 2.0**-24
 
 
 def _lerp(a: float, b: float, u: float) -> float:
@@ -345,7 +347,9 @@ def level_set(
 
     truth = [1 -] mf(v')^p with p the hedges' exponent. With `not`,
     {1 - x >= L} = {x <= 1 - L}, the complement of {x > 1 - L}, and
-    {1 - x > L} is the complement of {x >= 1 - L}.
+    {1 - x > L} is the complement of {x >= 1 - L}. One deliberate deviation
+    from real arithmetic: for `not` of a gaussian at a level within 2^-24 of 1,
+    grades up to 2^-24 count as 0, as the float32 scorer rounds them.
 
     >>> low = MembershipFunction("trapezoid", (0.0, 0.0, 0.2, 0.4))
     >>> str(level_set(low, (), False, 0.5))
@@ -361,6 +365,13 @@ def level_set(
     elif level > 0.0 and 1.0 - level == 1.0 and not strict:
         # 1 - level rounded to 1: still exclude the points where the grade is 1
         result = _hedged_level_set(mf, exponent, 1.0, False).complement()
+    elif not strict and 1.0 - level < ONE_GAP and mf.function == "gaussian":
+        # {1 - g >= ~1}: a gaussian is never 0, so `not` never reaches 1 in real
+        # arithmetic, but the float32 scorer rounds 1 - g to 1 in its tails. Count
+        # grades up to 2^-24 as 0 there, so that no warning claims a rule can
+        # never fire when the scorer fires it. (A trapezoid reaches 0 exactly:
+        # no such gap, and its ends stay exact.)
+        result = _hedged_level_set(mf, exponent, ONE_GAP, True).complement()
     else:
         result = _hedged_level_set(mf, exponent, 1.0 - level, not strict).complement()
     if mf.function == "gaussian":

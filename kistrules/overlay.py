@@ -217,12 +217,16 @@ def save_png(picture: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write a PNG to a temp file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+        os.close(fd)
         picture.save(tmp, format="PNG")
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # read-only folder, full disk: name the file asked for
+            raise type(err)(err.errno, err.strerror or str(err), os.fspath(path)) from err
         raise
     return path

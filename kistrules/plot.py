@@ -39,11 +39,11 @@ def evaluate_set(mf: MembershipFunction, grid: np.ndarray) -> np.ndarray:
     """Membership of `grid` in a resolved set, by the compiler's torch code."""
     import torch
 
-    from kistrules import membership
+    from kistrules.membership import grade_set
 
     values = torch.as_tensor(grid, dtype=torch.float64)
     with torch.no_grad():
-        grades = membership.grade_set(mf.function, mf.params, values)
+        grades = grade_set(mf.function, mf.params, values)
     return grades.cpu().numpy()
 
 

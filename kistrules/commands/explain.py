@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kistrules.cli import app, fail, stderr
+from kistrules.cli import app, fail, os_error_line, stderr
 from kistrules.errors import DataError, KistrulesError, UsageError
 
 
@@ -33,6 +33,8 @@ def _one_line_errors():
         yield
     except KistrulesError as err:
         raise fail(escape(str(err)), code=err.exit_code) from None
+    except OSError as err:  # e.g. a read-only --out folder or a full disk
+        raise fail(escape(os_error_line(err))) from None
 
 
 def _existing(path: Path, what: str) -> Path:
@@ -50,6 +52,9 @@ def _read_float_map(path: Path) -> Any:
     import numpy as np
     import skimage.io
 
+    from kist_train.data import check_image_size
+
+    check_image_size(path, "residual map")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

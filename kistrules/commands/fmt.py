@@ -98,7 +98,12 @@ def fmt_command(
         elif check:
             sys.stdout.write(f"would reformat {path}\n")
         else:
-            write_atomically(path, formatted)
+            if not os.access(path, os.W_OK):  # os.replace would swap a read-only file anyway
+                raise fail(escape(f"{path}: cannot write (read-only file); not formatted"))
+            try:
+                write_atomically(path, formatted)
+            except OSError as err:  # read-only file or folder, full disk: the file is unchanged
+                raise fail(escape(f"{path}: cannot write ({err.strerror or err})")) from None
     sys.stdout.flush()
 
     verb = "would be reformatted" if check or diff else "reformatted"

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.cli import app, fail, stderr
+from kistrules.cli import app, fail, os_error_line, stderr
 from kistrules.errors import KistrulesError
 
 
@@ -25,6 +25,8 @@ def _one_line_errors():
         yield
     except KistrulesError as err:
         raise fail(escape(str(err)), code=err.exit_code) from None
+    except OSError as err:  # e.g. a read-only --out folder or a full disk
+        raise fail(escape(os_error_line(err))) from None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -186,12 +188,15 @@ def audit_command(
     data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    phase: Annotated[
+        str | None, typer.Option(help="Checkpoint to audit (e.g. update_2; default: the last).")
+    ] = None,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with _one_line_errors():
         from kist_train.audit import audit_rulebook
 
-        report = audit_rulebook(model, rulebook, data, device=device)
+        report = audit_rulebook(model, rulebook, data, device=device, phase=phase)
         if json_path is not None:
             _write_json(json_path, report.to_dict())
     typer.echo(report.format_text())

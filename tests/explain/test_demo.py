@@ -69,7 +69,7 @@ def test_demo_rulebook_is_clean():
 
     assert check(demo_rules_text()) == []
     rulebook = loads(demo_rules_text(), "demo.rules")
-    assert set(rulebook.rule_names) == {"dark_blob", "bright_spot", "dark_scratch", "dark_patch"}
+    assert set(rulebook.rule_names) == {"dark_blob", "bright_spot", "dark_patch"}
 
 
 @pytest.mark.slow

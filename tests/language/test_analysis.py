@@ -273,6 +273,22 @@ def test_threshold_zero_never_warns_w101():
     assert codes(SCALES + "threshold 0\nIF gray is low AND gray is mid THEN anomalous\n") == []
 
 
+def test_too_complex_conditions_are_skipped_not_guessed(monkeypatch):
+    import kistrules.analysis as analysis
+
+    monkeypatch.setattr(analysis, "MAX_BOXES", 2)
+    # (gray low OR area low OR shape low) AND (... high ...): 9 boxes > 2
+    never = (
+        "IF (gray is low OR area is low OR shape is low) AND "
+        "(gray is high AND gray is low OR area is high AND area is low) THEN anomalous (0.9)\n"
+    )
+    assert codes(SCALES + never) == []  # undecided: no warning rather than a wrong one
+    weak = never.replace("(0.9)", "(0.5)")
+    assert codes(SCALES + weak) == ["W101"]  # a TV below alpha needs no boxes
+    monkeypatch.setattr(analysis, "MAX_BOXES", 20_000)
+    assert codes(SCALES + never) == ["W102"]
+
+
 # --- cross-check against dense sampling ---------------------------------------------
 
 BREAKS = [i / 20 for i in range(21)]

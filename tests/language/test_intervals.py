@@ -53,7 +53,7 @@ def membership_functions(draw) -> MembershipFunction:
 
 
 def lossy(mf: MembershipFunction, hedges, negated: bool, v: np.ndarray) -> np.ndarray:
-    """Where float evaluation of `not` loses the answer: 1 - x for 0 < x < 1e-12 is 1.0.
+    """Where float evaluation of `not` loses the answer: 1 - x for tiny x > 0 is 1.0.
 
     (`not very very very tri` at a grade of 0.008 is 1 - 3e-17, which a float
     holds as 1.0; the closed form keeps it below 1.) Such points are skipped.
@@ -62,7 +62,9 @@ def lossy(mf: MembershipFunction, hedges, negated: bool, v: np.ndarray) -> np.nd
         return np.zeros(v.shape, dtype=bool)
     hedged = 1.0 - reference_truth(mf, hedges, True, v)
     exact = reference_truth(mf, hedges, False, v)
-    return (exact > 0) & (exact < 1e-12) | (hedged != exact)
+    # and, for a gaussian, grades up to 2^-24, which `not` near level 1 counts as 0
+    tiny = 2.0**-24 if mf.function == "gaussian" else 1e-12
+    return (exact > 0) & (exact <= tiny) | (hedged != exact)
 
 
 def reference_truth(mf: MembershipFunction, hedges, negated: bool, v: np.ndarray) -> np.ndarray:
@@ -115,7 +117,10 @@ def test_level_set_matches_dense_sampling(mf, hedges, negated, level, strict):
     _check_against_sampling(s, truth, level, strict, mf.function == "gaussian", skip)
     # The ends themselves: a closed end reaches the level (up to rounding), an
     # open end does not exceed it. A hair inward/outward absorbs the rounding
-    # of an end on a very steep edge.
+    # of an end on a very steep edge. `not` of a gaussian near level 1 counts
+    # grades up to 2^-24 as 0 (as float32 does): its ends may fall short by that.
+    gaussian_gap = mf.function == "gaussian" and negated and not strict
+    slack = 2.0**-24 if gaussian_gap and level > 1 - 2.0**-24 else 1e-9
     for interval in s:
         for end, closed, inward in (
             (interval.lo, interval.lo_closed, 1e-12),
@@ -124,7 +129,7 @@ def test_level_set_matches_dense_sampling(mf, hedges, negated, level, strict):
             t = term_truth(mf, hedges, negated, end)
             if closed:
                 t = max(t, term_truth(mf, hedges, negated, end + inward))
-                assert t >= level - 1e-9
+                assert t >= level - slack
             elif 0.0 < end < 1.0:
                 t = min(t, term_truth(mf, hedges, negated, end - inward))
                 assert t <= level + 1e-9

@@ -412,3 +412,10 @@ def test_grade_set_equals_reference_on_a_grid(function, params):
     got = grade_set(function, params, torch.tensor(grid, dtype=torch.float64))
     want = [reference.membership(function, params, v) for v in grid]
     assert got.tolist() == pytest.approx(want, abs=1e-12)
+
+
+def test_inputs_that_require_grad_are_graded_without_autograd():
+    book = rulebook([rule(and_(term("gray", "low"), term("area", "high")), 1.0, 1)])
+    gray = torch.tensor([0.0, 255.0], requires_grad=True)
+    trace = compile_rulebook(book)({"gray": gray, "area": torch.ones(2)}, trace=True)
+    assert trace.grade.tolist() == [1.0, 0.0] and not trace.grade.requires_grad

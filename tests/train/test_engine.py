@@ -243,6 +243,7 @@ def test_init_from_shares_the_initial_model_exactly(dataset, tmp_path):
             console=_quiet(),
             progress=False,
         )
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     with pytest.raises(UsageError, match="not a run directory"):
         train(
             _config(dataset, tmp_path / "bad2", init_from=str(tmp_path / "nowhere")),

@@ -211,7 +211,9 @@ def test_audit_rows_by_hand():
     assert (total.tp, total.fp, total.fn, total.images, total.images_labelled) == (1, 1, 3, 2, 1)
 
 
-def _constant_run(run_dir: Path, size: int) -> None:
+def _constant_run(
+    run_dir: Path, size: int, *, phase: str = "update_1", sigma_e: float = 0.05
+) -> None:
     """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly."""
     torch.manual_seed(0)
     config = ModelConfig(kind="cae", width=4, depth=2)
@@ -225,9 +227,9 @@ def _constant_run(run_dir: Path, size: int) -> None:
         "model": config.to_dict(),
         "size": size,
         "mu_e": 0.0,
-        "sigma_e": 0.05,
+        "sigma_e": sigma_e,
     }
-    save_checkpoint(run_dir, "update_1", model.eval(), meta)
+    save_checkpoint(run_dir, phase, model.eval(), meta)
 
 
 def test_audit_rulebook_hand_case(tmp_path):
@@ -265,4 +267,11 @@ def test_audit_rulebook_hand_case(tmp_path):
     assert report.row(ALL).tp == 20
     text = report.format_text()
     assert "66.7" in text and "100.0" in text
+    # An earlier phase with sigma_e = 1: thresholds 1.2..3 exceed the blob's e = 0.21.
+    _constant_run(tmp_path / "run", size, phase="initial", sigma_e=1.0)
+    early = audit_rulebook(tmp_path / "run", rules, data, device="cpu", phase="initial")
+    assert early.thresholds == pytest.approx([0.3 * n for n in range(4, 11)])
+    assert early.row("hole").regions_fired == 0 and early.row("hole").tp == 0
+    later = audit_rulebook(tmp_path / "run", rules, data, device="cpu", phase="update_1")
+    assert later.row("hole").tp == 20
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0

@@ -1,0 +1,726 @@
+"""Hostile inputs through the CLI: one table, one line of error each, nothing half-written.
+
+Every row of `CASES` is one hostile input (issue 6, part 3). A row says how to
+build the input in a fresh directory, which `kistrules` command to run on it,
+the exit code expected and fragments that the single line on stderr must hold
+(normally the offending file's name and what is wrong). `test_hostile_input`
+then checks, for every row:
+
+- the exit code, and no "Traceback" anywhere in the output;
+- for a non-zero exit: exactly one non-empty line on stderr, holding "error"
+  and every fragment, and naming no hidden temporary file;
+- the row's `out` path (relative to the case directory) is absent or holds no
+  file, and no temporary file (`*.tmp`, `.NAME.*.png`) is left anywhere;
+- the row's own `check`, if any (e.g. "the previous file is intact").
+
+Some hostile inputs are legitimate and must *work* (exit 0): a 1 x 1 image, a
+mask with values other than 0/255 (nonzero = defect, as the data layout says),
+10,000 redundant parentheses, symlink loops in a data folder (never followed).
+
+To add a case: write a `build(tmp, world, monkeypatch) -> list[str]` function
+that creates the input under `tmp` (the shared tiny data set, rulebook and
+trained run are in `world`; copy what you modify) and returns the command line
+arguments, then append a `Case(...)` row to `CASES`. `monkeypatch` lets a case
+simulate what a test cannot cause for real (a full disk). Read-only outputs are
+made with `make_read_only`: chmod, plus `chattr +i` when the tests run as root
+(root ignores file modes); it is undone after the case.
+
+Decisions documented here (and in the code that enforces them):
+- images, masks and residual maps above `kist_train.data.MAX_PIXELS`
+  (8192 x 8192) are refused from their header, before any pixel is decoded;
+- rulebooks above `kistrules.api.MAX_RULEBOOK_BYTES` (1 MiB) are refused
+  unread (exit 2);
+- conditions nest at most `kistrules.parser.MAX_NESTING` (100) operators deep
+  (E001); parentheses around a single condition add no depth.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from kistrules.cli import _register_commands, app
+
+_register_commands()
+RUNNER = CliRunner()
+KISTRULES = Path(sys.executable).with_name("kistrules")
+TINY = [
+    "--size", "16", "--width", "4", "--depth", "2", "--epochs", "1", "--iterations", "1",
+    "--update-epochs", "1", "--batch-size", "4", "--anomalous-per-batch", "2",
+    "--device", "cpu", "--no-progress", "--threads", "1",
+]  # fmt: skip
+
+
+def _synthetic():
+    name = "kist_train_tests_synthetic"
+    if name not in sys.modules:
+        path = Path(__file__).parents[1] / "train" / "synthetic.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+syn = _synthetic()
+
+
+# --- the shared world: a tiny data set, rulebook and trained run ------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    data: Path
+    rules: Path
+    run: Path
+    image: Path  # a test image with a dark blob
+    mask: Path  # its 0/255 ground-truth mask
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("world")
+    data = syn.make_dataset(root / "d", n_good=4, n_anomalous=2, n_test_good=1, n_test_defect=1)
+    rules = syn.write_rulebook(root / "b.rules")
+    result = RUNNER.invoke(
+        app,
+        ["train", "--data", str(data), "--rulebook", str(rules), "--out", str(root / "run"), *TINY],
+    )
+    assert result.exit_code == 0, result.output
+    image = next((data / "test" / "blob").glob("*.png"))
+    mask = data / "ground_truth" / "blob" / f"{image.stem}_mask.png"
+    yield World(data, rules, root / "run", image, mask)
+    torch.set_num_threads(before)
+
+
+# --- input builders ---------------------------------------------------------------------------
+
+
+def write_huge_png(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
+    """A valid all-black 1-bit PNG of width x height, streamed: ~50 kB on disk, no big array."""
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def write_huge_tiff(path: Path, side: int = 20_000, tile: int = 1024) -> Path:
+    """A valid all-zero uint8 tiled TIFF (zlib), ~1 MB on disk, written one tile at a time."""
+    zero = np.zeros((tile, tile), np.uint8)
+    count = (-(-side // tile)) ** 2  # ceil(side / tile) tiles a side
+    tifffile.imwrite(
+        path,
+        (zero for _ in range(count)),
+        shape=(side, side),
+        dtype=np.uint8,
+        tile=(tile, tile),
+        compression="zlib",
+    )
+    return path
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+    return path
+
+
+def _cut_in_half(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def _copy_run(world: World, tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(world.run, run)
+    return run
+
+
+def _latest_phase(run: Path) -> str:
+    return json.loads((run / "checkpoints" / "latest.json").read_text())["phase"]
+
+
+def _forbid_unpickling(monkeypatch) -> None:
+    """Any unpickling attempt fails the test (it would show as a second stderr line)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint was unpickled")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _explain(world: World, image: Path | str, *extra: str) -> list[str]:
+    return ["explain", str(image), "-r", str(world.rules), *extra]
+
+
+def _predict(run: Path | str, image: Path | str, out: Path) -> list[str]:
+    return ["predict", "--model", str(run), "--input", str(image), "--out", str(out)]
+
+
+# images
+
+
+def b_truncated_png(tmp, world, mp):
+    bad = _cut_in_half(world.image, tmp / "cut.png")
+    return _explain(world, bad, "--mask", str(world.mask))
+
+
+def b_truncated_jpg(tmp, world, mp):
+    _png(tmp / "full.png", np.random.default_rng(0).integers(0, 255, (64, 64)))
+    Image.open(tmp / "full.png").save(tmp / "full.jpg")
+    bad = _cut_in_half(tmp / "full.jpg", tmp / "cut.jpg")
+    return _predict(world.run, bad, tmp / "out")
+
+
+def b_random_bytes_png(tmp, world, mp):
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    (data / "train" / "good" / "noise.png").write_bytes(np.random.default_rng(1).bytes(4096))
+    return ["train", "--data", str(data), "--rulebook", str(world.rules), "--out", str(tmp / "out")]
+
+
+def b_random_bytes_mask(tmp, world, mp):
+    (tmp / "noise_mask.png").write_bytes(np.random.default_rng(2).bytes(512))
+    return _explain(world, world.image, "--mask", str(tmp / "noise_mask.png"))
+
+
+def b_one_pixel_explain(tmp, world, mp):
+    image = _png(tmp / "dot.png", np.full((1, 1), 40))
+    mask = _png(tmp / "dot_mask.png", np.full((1, 1), 255))
+    return _explain(world, image, "--mask", str(mask), "--format", "json")
+
+
+def b_one_pixel_predict(tmp, world, mp):
+    return _predict(world.run, _png(tmp / "dot.png", np.full((1, 1), 40)), tmp / "out")
+
+
+def _one_pixel_map(tmp: Path) -> None:
+    assert tifffile.imread(tmp / "out" / "dot.tiff").shape == (1, 1)
+
+
+def b_huge_png(tmp, world, mp):
+    return _explain(world, write_huge_png(tmp / "huge.png"), "--mask", str(world.mask))
+
+
+def b_huge_png_in_data(tmp, world, mp):
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    write_huge_png(data / "train" / "good" / "huge.png")
+    return ["train", "--data", str(data), "--rulebook", str(world.rules), "--out", str(tmp / "out")]
+
+
+def b_huge_mask(tmp, world, mp):
+    return _explain(world, world.image, "--mask", str(write_huge_png(tmp / "huge_mask.png")))
+
+
+def b_huge_tiff_residual(tmp, world, mp):
+    huge = write_huge_tiff(tmp / "huge.tif")
+    return _explain(world, world.image, "--residual", str(huge), "--mu", "0", "--sigma", "1")
+
+
+def b_huge_predict(tmp, world, mp):
+    return _predict(world.run, write_huge_png(tmp / "huge.png"), tmp / "out")
+
+
+# residual maps and masks
+
+
+def _residual(tmp: Path, world: World, value: float) -> list[str]:
+    height, width = np.asarray(Image.open(world.image)).shape[:2]
+    residual = np.full((height, width), 0.01, np.float32)
+    residual[3, 4] = value
+    tifffile.imwrite(tmp / "residual.tif", residual)
+    return _explain(
+        world, world.image, "--residual", str(tmp / "residual.tif"), "--mu", "0", "--sigma", "1"
+    )
+
+
+def b_nan_residual(tmp, world, mp):
+    return _residual(tmp, world, float("nan"))
+
+
+def b_inf_residual(tmp, world, mp):
+    return _residual(tmp, world, float("inf"))
+
+
+def b_mask_odd_values(tmp, world, mp):
+    mask = np.asarray(Image.open(world.mask)) > 0
+    odd = np.where(
+        mask, np.array([1, 7, 128, 200])[np.arange(mask.size) % 4].reshape(mask.shape), 0
+    )
+    return _explain(world, world.image, "--mask", str(_png(tmp / "odd_mask.png", odd)))
+
+
+# rulebooks
+
+
+def b_rulebook_100mb(tmp, world, mp):
+    path = tmp / "huge.rules"
+    path.write_text("IF gray is low THEN anomalous (0.9)\n")
+    with open(path, "r+b") as handle:  # sparse: 100 MB on paper, nothing on disk
+        handle.truncate(100 * 2**20)
+    return ["check", str(path)]
+
+
+def b_rulebook_100mb_train(tmp, world, mp):
+    b_rulebook_100mb(tmp, world, mp)
+    return [
+        "train", "--data", str(world.data), "--rulebook", str(tmp / "huge.rules"),
+        "--out", str(tmp / "out"),
+    ]  # fmt: skip
+
+
+def _nested(tmp: Path, world: World, condition: str) -> list[str]:
+    path = tmp / "deep.rules"
+    path.write_text(f"IF {condition} THEN anomalous (0.9)\n")
+    return ["explain", str(world.image), "-r", str(path), "--mask", str(world.mask)]
+
+
+def b_nested_and(tmp, world, mp):
+    n = 10_000
+    return _nested(tmp, world, "gray is low AND (" * n + "area is high" + ")" * n)
+
+
+def b_nested_not(tmp, world, mp):
+    n = 10_000
+    return _nested(tmp, world, "NOT (" * n + "area is high" + ")" * n)
+
+
+def b_unclosed_parens(tmp, world, mp):
+    return _nested(tmp, world, "(" * 10_000 + "area is high")
+
+
+def b_redundant_parens(tmp, world, mp):
+    path = tmp / "deep.rules"
+    path.write_text("IF " + "(" * 10_000 + "gray is low" + ")" * 10_000 + " THEN anomalous (0.9)\n")
+    return ["check", str(path), "--ignore", "W"]
+
+
+# checkpoints
+
+
+def b_checkpoint_mismatch(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    record_path = run / "checkpoints" / f"{_latest_phase(run)}.json"
+    record = json.loads(record_path.read_text())
+    record["meta"]["model"]["width"] = 8  # the tensors were saved for width 4
+    record_path.write_text(json.dumps(record))
+    return _predict(run, world.image, tmp / "out")
+
+
+def b_checkpoint_truncated(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    tensors = run / "checkpoints" / f"{_latest_phase(run)}.safetensors"
+    _cut_in_half(tensors, tensors)
+    return _predict(run, world.image, tmp / "out")
+
+
+def b_checkpoint_pickle_in_run(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    tensors = run / "checkpoints" / f"{_latest_phase(run)}.safetensors"
+    torch.save({"weight": torch.zeros(2)}, tensors)
+    _forbid_unpickling(mp)
+    return _predict(run, world.image, tmp / "out")
+
+
+def b_checkpoint_pickle_file(tmp, world, mp):
+    torch.save({"weight": torch.zeros(2)}, tmp / "model.pt")
+    _forbid_unpickling(mp)
+    return _predict(tmp / "model.pt", world.image, tmp / "out")
+
+
+# data folders
+
+
+def b_symlink_loops_predict(tmp, world, mp):
+    folder = tmp / "images"
+    folder.mkdir()
+    shutil.copy(world.image, folder / "a.png")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "self.png").symlink_to(folder / "self.png")  # ELOOP when opened
+    return _predict(world.run, folder, tmp / "maps")
+
+
+def _one_map(tmp: Path) -> None:
+    assert sorted(p.name for p in (tmp / "maps").rglob("*.tiff")) == ["a.tiff"]
+
+
+def b_symlink_loops_train(tmp, world, mp):
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    (data / "train" / "good" / "loop").symlink_to(data / "train", target_is_directory=True)
+    (data / "train" / "anomalous" / "loop").symlink_to(data, target_is_directory=True)
+    (data / "train" / "good" / "self.png").symlink_to(data / "train" / "good" / "self.png")
+    return [
+        "train", "--data", str(data), "--rulebook", str(world.rules), "--out", str(tmp / "run"),
+        *TINY,
+    ]  # fmt: skip
+
+
+def b_only_symlink_loops(tmp, world, mp):
+    good = tmp / "d" / "train" / "good"
+    good.mkdir(parents=True)
+    (good / "loop").symlink_to(good, target_is_directory=True)
+    (good / "self.png").symlink_to(good / "self.png")
+    return [
+        "train",
+        "--data",
+        str(tmp / "d"),
+        "--rulebook",
+        str(world.rules),
+        "--out",
+        str(tmp / "o"),
+    ]
+
+
+# read-only outputs
+
+
+FROZEN: list[Path] = []  # what make_read_only froze; thawed after each case
+
+
+def make_read_only(path: Path) -> Path:
+    """Make a file or folder read-only for us, even as root (immutable attribute)."""
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    if os.geteuid() == 0:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"running as root and cannot chattr +i ({done.stderr.strip()!r})")
+    FROZEN.append(path)
+    return path
+
+
+def thaw() -> None:
+    while FROZEN:
+        path = FROZEN.pop()
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _read_only(path: Path) -> Path:
+    path.mkdir(exist_ok=True)
+    return make_read_only(path)
+
+
+def b_read_only_train(tmp, world, mp):
+    frozen = _read_only(tmp / "frozen")
+    return [
+        "train", "--data", str(world.data), "--rulebook", str(world.rules),
+        "--out", str(frozen / "run"), *TINY,
+    ]  # fmt: skip
+
+
+def b_read_only_predict(tmp, world, mp):
+    return _predict(world.run, world.image, _read_only(tmp / "frozen") / "maps")
+
+
+def b_read_only_explain(tmp, world, mp):
+    out = _read_only(tmp / "frozen") / "overlay.png"
+    return _explain(world, world.image, "--mask", str(world.mask), "--out", str(out))
+
+
+def b_read_only_fmt(tmp, world, mp):
+    folder = tmp / "frozen"
+    folder.mkdir()
+    (folder / "messy.rules").write_text("if GRAY is LOW then anomalous (0.9)\n")
+    make_read_only(folder)
+    return ["fmt", str(folder / "messy.rules")]
+
+
+def b_read_only_fmt_file(tmp, world, mp):
+    """A read-only file in a writable folder: fmt must not replace it behind the user's back."""
+    (tmp / "messy.rules").write_text("if GRAY is LOW then anomalous (0.9)\n")
+    make_read_only(tmp / "messy.rules")
+    return ["fmt", str(tmp / "messy.rules")]
+
+
+def _messy_unchanged(tmp: Path) -> None:
+    for path in tmp.rglob("messy.rules"):
+        assert path.read_text() == "if GRAY is LOW then anomalous (0.9)\n"
+
+
+# full disk (mocked: fsync or the TIFF writer raises ENOSPC)
+
+PREVIOUS = '{"previous": true}\n'
+
+
+def b_full_disk_evaluate(tmp, world, mp):
+    (tmp / "eval.json").write_text(PREVIOUS)
+    mp.setattr(os, "fsync", _disk_full)
+    return [
+        "evaluate", "--model", str(world.run), "--data", str(world.data),
+        "--json", str(tmp / "eval.json"), "--device", "cpu",
+    ]  # fmt: skip
+
+
+def _previous_intact(tmp: Path) -> None:
+    assert (tmp / "eval.json").read_text() == PREVIOUS
+
+
+def b_full_disk_predict(tmp, world, mp):
+    (tmp / "maps").mkdir()
+    tifffile.imwrite(tmp / "maps" / "a.tiff", np.ones((2, 2), np.float32))
+    shutil.copy(world.image, tmp / "a.png")
+
+    def half_then_full(path, data, *args, **kwargs):
+        Path(path).write_bytes(b"II*\x00 half a tiff")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    mp.setattr(tifffile, "imwrite", half_then_full)
+    return _predict(world.run, tmp / "a.png", tmp / "maps")
+
+
+def _previous_map_intact(tmp: Path) -> None:
+    np.testing.assert_array_equal(tifffile.imread(tmp / "maps" / "a.tiff"), np.ones((2, 2)))
+
+
+def b_full_disk_fmt(tmp, world, mp):
+    (tmp / "messy.rules").write_text("if GRAY is LOW then anomalous (0.9)\n")
+    mp.setattr(os, "fsync", _disk_full)
+    return ["fmt", str(tmp / "messy.rules")]
+
+
+# --- the table --------------------------------------------------------------------------------
+
+Build = Callable[[Path, World, pytest.MonkeyPatch], list[str]]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Build
+    code: int
+    fragments: tuple[str, ...] = ()  # all in the one stderr line (exit != 0) or stdout (exit 0)
+    out: str | None = None  # relative path that must hold no file afterwards
+    check: Callable[[Path], None] | None = None
+
+
+LIMIT = "above the limit of 67,108,864 pixels"
+CASES = [
+    Case("truncated_png", b_truncated_png, 1, ("cut.png", "cannot read image")),
+    Case("truncated_jpg", b_truncated_jpg, 1, ("cut.jpg", "cannot read image"), out="out"),
+    Case("random_bytes_png", b_random_bytes_png, 1, ("noise.png", "cannot read"), out="out"),
+    Case("random_bytes_mask", b_random_bytes_mask, 1, ("noise_mask.png", "cannot read mask")),
+    Case("one_pixel_explain", b_one_pixel_explain, 0, ('"regions"',)),
+    Case("one_pixel_predict", b_one_pixel_predict, 0, ("1 maps",), check=_one_pixel_map),
+    Case("huge_png_explain", b_huge_png, 1, ("huge.png", "20000x20000", LIMIT)),
+    Case("huge_png_in_data", b_huge_png_in_data, 1, ("huge.png", LIMIT), out="out"),
+    Case("huge_png_mask", b_huge_mask, 1, ("huge_mask.png", "mask is 20000x20000", LIMIT)),
+    Case("huge_tiff_residual", b_huge_tiff_residual, 1, ("huge.tif", "residual map", LIMIT)),
+    Case("huge_png_predict", b_huge_predict, 1, ("huge.png", LIMIT), out="out"),
+    Case("nan_residual", b_nan_residual, 1, ("residual.tif", "NaN or infinite")),
+    Case("inf_residual", b_inf_residual, 1, ("residual.tif", "NaN or infinite")),
+    Case("mask_values_not_0_255", b_mask_odd_values, 0, ("regions",)),
+    Case("rulebook_100mb_check", b_rulebook_100mb, 2, ("huge.rules", "limit of 1,048,576")),
+    Case("rulebook_100mb_train", b_rulebook_100mb_train, 2, ("huge.rules", "limit"), out="out"),
+    Case("nested_and_10000", b_nested_and, 1, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("nested_not_10000", b_nested_not, 1, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("unclosed_parens_10000", b_unclosed_parens, 1, ("deep.rules:1:", "E001", "expected")),
+    Case("redundant_parens_10000", b_redundant_parens, 0, ("0 errors",)),
+    Case("checkpoint_mismatch", b_checkpoint_mismatch, 1, ("run", "does not fit"), out="out"),
+    Case("checkpoint_truncated", b_checkpoint_truncated, 1, (".safetensors",), out="out"),
+    Case(
+        "checkpoint_pickle_in_run",
+        b_checkpoint_pickle_in_run,
+        1,
+        (".safetensors", "pickle checkpoints", "refused"),
+        out="out",
+    ),
+    Case("checkpoint_pickle_file", b_checkpoint_pickle_file, 1, ("model.pt", "refused"), out="out"),
+    Case("symlink_loops_predict", b_symlink_loops_predict, 0, ("1 maps",), check=_one_map),
+    Case("symlink_loops_train", b_symlink_loops_train, 0, ("run",)),
+    Case("only_symlink_loops", b_only_symlink_loops, 1, ("good", "no images"), out="o"),
+    Case("read_only_train", b_read_only_train, 1, ("frozen",), out="frozen"),
+    Case("read_only_predict", b_read_only_predict, 1, ("frozen",), out="frozen"),
+    Case("read_only_explain", b_read_only_explain, 1, ("overlay.png",), out="frozen"),
+    Case(
+        "read_only_fmt_folder",
+        b_read_only_fmt,
+        1,
+        ("messy.rules", "cannot write"),
+        check=_messy_unchanged,
+    ),
+    Case(
+        "read_only_fmt_file",
+        b_read_only_fmt_file,
+        1,
+        ("messy.rules", "cannot write (read-only file)"),
+        check=_messy_unchanged,
+    ),
+    Case(
+        "full_disk_evaluate",
+        b_full_disk_evaluate,
+        1,
+        ("eval.json", "No space left on device"),
+        check=_previous_intact,
+    ),
+    Case(
+        "full_disk_predict",
+        b_full_disk_predict,
+        1,
+        ("a.tiff", "No space left on device"),
+        check=_previous_map_intact,
+    ),
+    Case(
+        "full_disk_fmt",
+        b_full_disk_fmt,
+        1,
+        ("messy.rules", "No space left on device"),
+        check=_messy_unchanged,
+    ),
+]
+
+
+# --- running a case ---------------------------------------------------------------------------
+
+
+def _run_in_process(args: list[str]) -> tuple[int, str, str]:
+    result = RUNNER.invoke(app, args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash: show its traceback in the test report
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_hostile_input(case: Case, world: World, tmp_path: Path, monkeypatch) -> None:
+    try:
+        args = case.build(tmp_path, world, monkeypatch)
+        code, out, err = _run_in_process(args)
+    finally:
+        monkeypatch.undo()  # the checks below use the real file system calls
+        thaw()
+
+    assert "Traceback" not in out + err, out + err
+    assert code == case.code, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    if case.code == 0:
+        for fragment in case.fragments:
+            assert fragment in out, out
+    else:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, lines
+        assert "error" in lines[0], lines[0]
+        assert "/." not in lines[0], "the message names a hidden temporary file"
+        for fragment in case.fragments:
+            assert fragment in lines[0], lines[0]
+    if case.out is not None:
+        left = [p for p in (tmp_path / case.out).rglob("*") if p.is_file()]
+        assert not left, f"half-written output: {left}"
+    temporaries = [*tmp_path.rglob("*.tmp"), *tmp_path.rglob(".*.png")]
+    assert not temporaries, temporaries
+    if case.check is not None:
+        case.check(tmp_path)
+
+
+# --- beyond the table -------------------------------------------------------------------------
+
+
+def test_mask_values_other_than_255_mean_defect(world: World, tmp_path: Path) -> None:
+    """Decision: nonzero = defect. A 0/1/7/128/200 mask explains exactly as its 0/255 twin."""
+    args = b_mask_odd_values(tmp_path, world, None)
+    odd = RUNNER.invoke(app, [*args, "--format", "json"])
+    plain = RUNNER.invoke(
+        app, [*_explain(world, world.image, "--mask", str(world.mask)), "--format", "json"]
+    )
+    assert odd.exit_code == plain.exit_code == 0, odd.output + plain.output
+    first, second = json.loads(odd.stdout), json.loads(plain.stdout)
+    assert first["regions"], "the blob mask must give at least one region"
+    assert first["regions"] == second["regions"]
+
+
+def test_huge_image_is_refused_with_little_memory(tmp_path: Path) -> None:
+    """A 20,000 x 20,000 PNG and TIFF are refused from the header: peak RSS stays small.
+
+    Decoding either would need at least 400 MB (uint8) and 3.2 GB as float64;
+    the subprocess reads both and reports its peak resident memory (Linux /proc).
+    """
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs Linux /proc to measure the peak resident memory")
+    png = write_huge_png(tmp_path / "huge.png")
+    tif = write_huge_tiff(tmp_path / "huge.tif")
+    script = (
+        "import sys\n"
+        "from kist_train.data import read_gray, read_mask\n"
+        "from kistrules.commands.explain import _read_float_map\n"
+        "from kistrules.errors import DataError\n"
+        "from pathlib import Path\n"
+        "refused = 0\n"
+        "for read, path in ((read_gray, sys.argv[1]), (read_mask, sys.argv[1]),\n"
+        "                   (read_gray, sys.argv[2]), (_read_float_map, Path(sys.argv[2]))):\n"
+        "    try:\n"
+        "        read(path)\n"
+        "    except DataError:\n"
+        "        refused += 1\n"
+        # VmHWM, not ru_maxrss: the latter keeps the forked parent's (pytest + torch) peak.
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print(refused, int(peak.split()[1]) // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(png), str(tif)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    refused, peak_mb = map(int, done.stdout.split())
+    assert refused == 4
+    assert peak_mb < 200, f"peak RSS {peak_mb} MB: the pixels were decoded"
+
+
+def test_image_at_the_limit_is_read(tmp_path: Path) -> None:
+    """The limit refuses only what exceeds it: an 8192 x 4 strip is decoded normally."""
+    from kist_train.data import MAX_PIXELS, check_image_size, read_gray
+
+    assert MAX_PIXELS == 8192 * 8192
+    path = _png(tmp_path / "strip.png", np.full((4, 8192), 9))
+    check_image_size(path)
+    assert read_gray(path).shape == (4, 8192)
+
+
+def test_console_script_prints_one_line(tmp_path: Path) -> None:
+    """The installed `kistrules` entry point (not CliRunner): one line, exit 2, no traceback."""
+    if not KISTRULES.exists():
+        pytest.skip(f"{KISTRULES} is not installed")
+    args = b_rulebook_100mb(tmp_path, None, None)
+    done = subprocess.run(
+        [str(KISTRULES), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "huge.rules" in lines[0] and "limit" in lines[0], lines
