@@ -12,8 +12,9 @@ state, meta via kist_train.checkpoints) plus a state file of our own (generator
 states, pseudo-labels) so that `resume=True` continues from the last complete
 phase and ends with the same weights as an uninterrupted run.
 
-The loop is a plain function over tensors that stay on the device: a
-torch.distributed DDP wrapper would shard `_epoch_batches` and wrap the model.
+The loop is a plain function over tensors that stay on the device. Under torchrun
+(kist_train.distributed) every rank draws the same global batches and trains on its
+shard through DDP; rank 0 alone writes. A 1-process run takes the original path.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class _State:
     labels: torch.Tensor | None = None  # (Na, S, S) bool
     stats: dict[str, Any] = field(default_factory=dict)  # mu_e, sigma_e, margin, ...
     log: list[dict[str, Any]] = field(default_factory=list)
+    # DDP (kist_train.distributed): this rank's context and the module training steps call
+    # (the DDP wrapper of `model`); a 1-process run has world_size 1 and net None.
+    dist: Any = None
+    net: torch.nn.Module | None = None
 
 
 # ----------------------------------------------------------------- augmentation
@@ -282,6 +287,7 @@ def _progress(console, enabled: bool):
 
 def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[str, Any]:
     """Eq. 8 on augmented normal images."""
+    from kist_train.distributed import initial_step_loss
     from kist_train.losses import reconstruction_loss
 
     for group in state.optimizer.param_groups:
@@ -295,13 +301,17 @@ def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[s
         epoch_loss, batches = 0.0, 0
         for index in _epoch_batches(n, config.batch_size, state.normal_gen):
             x = augment_normal(data.normal[index.to(data.normal.device)], state.normal_gen)
-            loss = reconstruction_loss(state.model(x), x)
+            if state.net is not None:  # DDP: this rank's shard of the global batch
+                loss, logged = initial_step_loss(state.dist, state.net, x)
+            else:
+                loss = reconstruction_loss(state.model(x), x)
+                logged = float(loss.detach())
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
-            epoch_loss += float(loss.detach())
+            epoch_loss += logged
             batches += 1
-            bar.update(task, advance=1, loss=float(loss.detach()))
+            bar.update(task, advance=1, loss=logged)
         losses.append(epoch_loss / max(batches, 1))
     bar.remove_task(task)
     return {"epochs": config.epochs, "loss_per_epoch": losses}
@@ -334,6 +344,23 @@ def _run_labels(
         if previous is not None:
             entry["labels"] = previous["labels"]
         return entry
+    if state.net is not None:  # DDP: label this rank's shard, gather masks and figures
+        from kist_train.distributed import label_shards
+
+        state.labels, entry["labels"] = label_shards(
+            state.dist,
+            state.model,
+            data.anomalous,
+            scorer,
+            mu=mu,
+            sigma=sigma,
+            s=config.s,
+            sizes=data.anomalous_sizes,
+            truth=data.anomalous_truth,
+            batch_size=batch,
+        )
+        entry["labelled"] = True
+        return entry
     residuals = residuals_of(state.model, data.anomalous, batch_size=batch)
     labels = label_regions(
         data.anomalous[:, 0] * 255.0,
@@ -352,6 +379,7 @@ def _run_labels(
 
 def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration: int):
     """Eq. 13: normal images plus pseudo-labelled anomalous images in each batch."""
+    from kist_train.distributed import update_step_loss
     from kist_train.losses import contrastive_reconstruction_loss
 
     for group in state.optimizer.param_groups:
@@ -394,17 +422,33 @@ def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration:
                 pl = torch.cat([pl, la])
             is_normal = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
             is_normal[: index.numel()] = True
-            parts = contrastive_reconstruction_loss(
-                state.model(x), x, is_normal, pl, lam=lam, push=config.push, margin=margin
-            )
+            if state.net is not None:  # DDP: this rank's shard of the global batch
+                loss, logged = update_step_loss(
+                    state.dist,
+                    state.net,
+                    x,
+                    is_normal,
+                    pl,
+                    n_normal=index.numel(),
+                    lam=lam,
+                    push=config.push,
+                    margin=margin,
+                )
+            else:
+                parts = contrastive_reconstruction_loss(
+                    state.model(x), x, is_normal, pl, lam=lam, push=config.push, margin=margin
+                )
+                loss = parts.total
+                logged = [float(parts.total.detach()), float(parts.normal.detach())]
+                logged.append(float(parts.push.detach()))
             state.optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
+            loss.backward()
             state.optimizer.step()
-            sums["total"] += float(parts.total.detach())
-            sums["normal"] += float(parts.normal.detach())
-            sums["push"] += float(parts.push.detach())
+            sums["total"] += logged[0]
+            sums["normal"] += logged[1]
+            sums["push"] += logged[2]
             steps += 1
-            bar.update(task, advance=1, loss=float(parts.total.detach()))
+            bar.update(task, advance=1, loss=logged[0])
     bar.remove_task(task)
     return {
         "epochs": config.update_epochs,
@@ -460,6 +504,14 @@ def _save_phase(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) 
     save_checkpoint(run_dir, phase, state.model, meta, optimizer_state=state.optimizer.state_dict())
 
 
+def _save_phase_on_main(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) -> None:
+    """Rank 0 alone writes (a 1-process run is rank 0); the other ranks wait for it."""
+    if state.dist is None or state.dist.is_main:
+        _save_phase(run_dir, phase, state, meta)
+    if state.dist is not None:
+        state.dist.barrier()
+
+
 def _restore_phase(run_dir: Path, phase: str, state: _State, device: torch.device) -> None:
     from safetensors.torch import load_file
 
@@ -509,10 +561,14 @@ def train(
         stop_after: stop once this phase is checkpointed (split a long run into
             sessions; `resume=True` continues it).
     """
+    from kist_train.distributed import setup
+
     config.validate()
     threads_before = torch.get_num_threads()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    # Under torchrun (WORLD_SIZE > 1) this joins the DDP job; otherwise a no-op context.
+    ctx, device_name = setup(config.device, config.batch_size, config.anomalous_per_batch)
     try:
         return _train(
             config,
@@ -521,20 +577,28 @@ def train(
             console=console,
             progress=progress,
             stop_after=stop_after,
+            ctx=ctx,
+            device_name=device_name,
         )
     finally:
         torch.set_num_threads(threads_before)
+        ctx.close()
 
 
-def _train(config: TrainConfig, *, resume, force, console, progress, stop_after) -> Path:
+def _train(
+    config: TrainConfig, *, resume, force, console, progress, stop_after, ctx, device_name
+) -> Path:
     from rich.console import Console
 
+    from kist_train import distributed
     from kist_train.checkpoints import complete_phases
     from kist_train.device import resolve_device
     from kist_train.models import ModelConfig, build_model
 
+    if not ctx.is_main:  # rank 0 alone prints, logs and writes
+        console, progress = Console(stderr=True, quiet=True), False
     console = console or Console(stderr=True, soft_wrap=True)
-    device = resolve_device(config.device)
+    device = resolve_device(device_name)
     phases = phase_names(config.iterations)
     if stop_after is not None and stop_after not in phases:
         raise UsageError(f"stop_after {stop_after!r} is not a phase of this run: {phases}")
@@ -542,16 +606,20 @@ def _train(config: TrainConfig, *, resume, force, console, progress, stop_after)
     data, dataset = _load_data(config, device, console)
     if config.init_from is not None and not resume:
         _check_init_from(config)
-    run_dir = _prepare_run_dir(config, resume=resume, force=force)
+    run_dir = ctx.main_first(lambda: _prepare_run_dir(config, resume=resume, force=force))
 
     torch.manual_seed(config.seed)
     model_config = ModelConfig(kind=config.model, width=config.width, depth=config.depth)
     model = build_model(model_config).to(device)
+    # DDP: BatchNorm over all ranks, then the wrapper; the optimiser sees the converted model.
+    net = distributed.wrap(ctx, model, device) if ctx.active else None
     state = _State(
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=config.lr),
         normal_gen=torch.Generator().manual_seed(config.seed),
         anomalous_gen=torch.Generator().manual_seed(config.seed + 1),
+        dist=ctx,
+        net=net,
     )
     if not dataset.has_anomalous:
         console.print(
@@ -583,7 +651,7 @@ def _train(config: TrainConfig, *, resume, force, console, progress, stop_after)
         _start_from_initial(config, state, device)
         state.log[0]["init_from"] = str(config.init_from)
         meta = _meta(config, state, model_config, rulebook_text, "initial", data)
-        _save_phase(run_dir, "initial", state, meta)
+        _save_phase_on_main(run_dir, "initial", state, meta)
         console.print(f"initial model taken from {config.init_from}")
         start = 1
         if stop_after == "initial":
@@ -604,15 +672,27 @@ def _train(config: TrainConfig, *, resume, force, console, progress, stop_after)
             if not phase.startswith("labels_"):
                 # mu_e, sigma_e of the model just trained (eq. 9 of the next labelling;
                 # predict / audit / explain --model use those of the final model).
-                mu, sigma = residual_statistics(
-                    state.model, data.normal, batch_size=max(config.batch_size, 64)
-                )
+                stats_of = distributed.residual_statistics if ctx.active else None
+                if stats_of is not None:  # float64 sums of each rank's shard, all-reduced
+                    mu, sigma = stats_of(
+                        ctx, state.model, data.normal, batch_size=max(config.batch_size, 64)
+                    )
+                else:
+                    mu, sigma = residual_statistics(
+                        state.model, data.normal, batch_size=max(config.batch_size, 64)
+                    )
                 state.stats["mu_e"], state.stats["sigma_e"] = mu, sigma
                 entry["mu_e"], entry["sigma_e"] = mu, sigma
             entry = {"phase": phase, "seconds": round(time.perf_counter() - began, 3), **entry}
+            if ctx.active:
+                # Every rank's weights, hashed: DDP must keep them identical.
+                hashes = ctx.weights_agree(state.model)
+                entry["weights_sha256_per_rank"] = hashes
+                if len(set(hashes)) != 1:
+                    raise CheckpointError(f"ranks disagree on the weights after phase {phase!r}")
             state.log.append(entry)
             meta = _meta(config, state, model_config, rulebook_text, phase, data)
-            _save_phase(run_dir, phase, state, meta)
+            _save_phase_on_main(run_dir, phase, state, meta)
             if not phase.startswith("labels_"):
                 _print_phase(console, entry)
             if stop_after == phase:

@@ -8,6 +8,7 @@ torch and kist_train are imported inside the commands, so `check` starts fast.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,45 @@ def _write_json(path: Path, data: dict) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C: the last complete phase is on disk (atomic checkpoints), nothing partial."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr.print("interrupted; resume with --resume", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | None) -> int:
+    """Run this training in `nproc` DDP processes (torchrun) and return its exit code."""
+    import subprocess
+
+    from kist_train.distributed import check_divisible, torchrun_command
+    from kistrules.errors import UsageError
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {nproc!r}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--nproc inside a torchrun job: launch either torchrun or --nproc")
+    config.validate()
+    check_divisible(config.batch_size, config.anomalous_per_batch, nproc)
+    options = []
+    for name, value in config.to_dict().items():
+        # --s is a prefix of torchrun's own options: its argparse would take it.
+        flag = "--threshold-step" if name == "s" else "--" + name.replace("_", "-")
+        if name == "freeze_labels":
+            options.append("--freeze-labels" if value else "--recompute-labels")
+        elif isinstance(value, bool):
+            options += [flag] if value else []
+        elif value is not None:
+            options += [flag, str(value)]
+    options += ["--resume"] * resume + ["--force"] * force + ["--no-progress"]
+    if stop_after is not None:
+        options += ["--stop-after", stop_after]
+    return subprocess.run(torchrun_command(options, nproc), check=False).returncode
 
 
 @app.command("train")
@@ -63,7 +103,9 @@ def train_command(
     margin_sigmas: Annotated[
         float, typer.Option(help="Margin = mu_e + this * sigma_e of the initial model.")
     ] = 3.0,
-    s: Annotated[float, typer.Option("--s", help="Threshold step of eq. 9, in sigmas.")] = 0.3,
+    s: Annotated[
+        float, typer.Option("--s", "--threshold-step", help="Threshold step of eq. 9, in sigmas.")
+    ] = 0.3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     baseline: Annotated[
@@ -95,9 +137,15 @@ def train_command(
     stop_after: Annotated[
         str | None, typer.Option(help="Stop after this phase (e.g. initial, update_2).")
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc", help="DDP processes on this machine (launched with torchrun; 1 = none)."
+        ),
+    ] = 1,
 ) -> None:
     """Train a reconstruction model with KIST (Algorithm 1), or the equal-training baseline."""
-    with _one_line_errors():
+    with _one_line_errors(), _interruptible():
         from kist_train.config import TrainConfig
         from kist_train.engine import train
 
@@ -128,6 +176,9 @@ def train_command(
             threads=threads,
             init_from=str(init_from) if init_from is not None else None,
         )
+        if nproc != 1:
+            code = _launch(config, nproc, resume=resume, force=force, stop_after=stop_after)
+            raise typer.Exit(code)
         run_dir = train(
             config,
             resume=resume,
@@ -136,7 +187,8 @@ def train_command(
             progress=progress,
             stop_after=stop_after,
         )
-    typer.echo(str(run_dir))
+    if os.environ.get("RANK", "0") == "0":  # DDP: rank 0 alone prints
+        typer.echo(str(run_dir))
 
 
 @app.command("predict")
