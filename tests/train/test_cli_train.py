@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from kistrules.cli import _register_commands, app
+from tests.train import synthetic as syn
 
 _register_commands()
 runner = CliRunner()
@@ -23,29 +20,6 @@ TINY = [
     "--update-epochs", "1", "--batch-size", "6", "--anomalous-per-batch", "2",
     "--device", "cpu", "--no-progress",
 ]  # fmt: skip
-
-
-def _synthetic():
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _invoke(*args: str):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,22 +13,7 @@ import torch.nn.functional as F
 from kist_train.config import TrainConfig
 from kist_train.data import load_dataset, read_gray, working_tensor
 from kistrules.errors import DataError, UsageError
-
-
-def _synthetic():
-    # Loaded by path under a unique name: tests/ has no packages, names could collide.
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-make_dataset = _synthetic().make_dataset
+from tests.train.synthetic import make_dataset
 
 
 def test_layout_is_indexed(tmp_path):

@@ -21,7 +21,6 @@ happens to few parameters, a relative L2 distance of the weight vectors below 1e
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import socket
 import subprocess
@@ -38,24 +37,10 @@ from kist_train.config import TrainConfig
 from kist_train.distributed import Distributed, check_divisible, weights_sha256
 from kist_train.engine import phase_names, read_log, train
 from kistrules.errors import UsageError
+from tests.train import synthetic as syn
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _synthetic():
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
 
 
 def _free_port() -> int:

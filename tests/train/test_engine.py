@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,31 +17,7 @@ from kist_train.data import load_dataset, working_tensor
 from kist_train.engine import phase_names, read_log, train
 from kist_train.models import ModelConfig, build_model
 from kistrules.errors import CheckpointError, UsageError
-
-
-def _synthetic():
-    # Loaded by path under a unique name: tests/ has no packages, names could collide.
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: on a shared 2-core machine, intra-op threads only spin and wait.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train import synthetic as syn
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -32,29 +30,7 @@ from kist_train.predict import (
     write_predictions,
 )
 from kistrules.errors import CheckpointError, UsageError
-
-
-def _synthetic():
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train import synthetic as syn
 
 
 @pytest.fixture(scope="module")
