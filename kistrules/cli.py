@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kistrules.errors import KistrulesError
 
@@ -45,6 +48,21 @@ def os_error_line(err: OSError) -> str:
     """One line for a file-system error: the file, then why (read-only, disk full, ...)."""
     name = os.fspath(err.filename) if err.filename is not None else "file system"
     return f"{name}: {err.strerror or err}"
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Inside a command: a user error becomes one line on stderr and its exit code.
+
+    Commands use it so that typer never shows a traceback for a bad file, a
+    read-only --out folder or a full disk.
+    """
+    try:
+        yield
+    except KistrulesError as err:
+        raise fail(escape(str(err)), code=err.exit_code) from None
+    except OSError as err:
+        raise fail(escape(os_error_line(err))) from None
 
 
 def _register_commands() -> None:

@@ -9,7 +9,6 @@ torch and kist_train are imported inside the commands.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,23 +17,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kistrules.cli import app, fail, os_error_line, stderr
-from kistrules.errors import DataError, KistrulesError, UsageError
+from kistrules.cli import app, one_line_errors, stderr
+from kistrules.errors import DataError, UsageError
 
 
 class OutputFormat(str, Enum):
     text = "text"
     json = "json"
-
-
-@contextmanager
-def _one_line_errors():
-    try:
-        yield
-    except KistrulesError as err:
-        raise fail(escape(str(err)), code=err.exit_code) from None
-    except OSError as err:  # e.g. a read-only --out folder or a full disk
-        raise fail(escape(os_error_line(err))) from None
 
 
 def _existing(path: Path, what: str) -> Path:
@@ -306,7 +295,7 @@ def explain_command(
     """Show an image's regions, what they measure, which rule fired and why others did not."""
     from rich.console import Console
 
-    with _one_line_errors():
+    with one_line_errors():
         scorer, result = run_explain(
             image,
             rulebook,
@@ -343,7 +332,7 @@ def plot_command(
     from kistrules.plot import render_sets
     from kistrules.resolve import resolve
 
-    with _one_line_errors():
+    with one_line_errors():
         resolved = resolve(load(_existing(rulebook, "rulebook file")))
         written = save_png(render_sets(resolved), out)
         stderr.print(f"membership plot written to {escape(str(written))}", highlight=False)
@@ -362,5 +351,5 @@ def demo_command(
 
     from kist_train.demo import run_demo
 
-    with _one_line_errors():
+    with one_line_errors():
         run_demo(out, fast=fast, seed=seed, console=Console())
