@@ -40,6 +40,7 @@ import torch
 from kistrules import membership
 from kistrules.ast import And, Not, Rulebook, Term
 from kistrules.errors import DataError, KistrulesError
+from kistrules.formatter import format_term
 from kistrules.resolve import MembershipFunction, ResolvedRulebook, resolve
 
 
@@ -89,15 +90,6 @@ class _Node:
 _Program = _Leaf | _Node
 
 
-def _label(term: Term) -> str:
-    words = [term.property.name, "is"]
-    if term.negated:
-        words.append("not")
-    words.extend(h.name for h in term.hedges)
-    words.append(term.set.name)
-    return " ".join(words)
-
-
 class _Builder:
     """Walks the rules once, numbering their terms left to right."""
 
@@ -129,7 +121,7 @@ class _Builder:
                 set=name,
                 hedges=tuple(h.name for h in term.hedges),
                 negated=term.negated,
-                label=_label(term),
+                label=format_term(term),
                 mf=self.resolved.sets[(prop, name)],
                 scale=float(self.resolved.scales[prop]),
             )
