@@ -12,6 +12,14 @@ state, meta via kist_train.checkpoints) plus a state file of our own (generator
 states, pseudo-labels) so that `resume=True` continues from the last complete
 phase and ends with the same weights as an uninterrupted run.
 
+SIGINT (Ctrl-C) does not raise mid-step: it sets a flag that the initial and update
+loops read at each epoch end; the phase's state at that epoch boundary (weights,
+optimiser, generators, loss sums) is saved under RUN_DIR/partial/ and `Interrupted`
+is raised. `resume=True` continues that phase from the next epoch, bit-identically:
+after an epoch nothing but those states decides the batches, augmentations and
+anomalous draws. Further Ctrl-Cs change nothing (under torchrun a worker gets one from the
+terminal and one from the agent); SIGTERM or SIGKILL stop at once, losing only that epoch.
+
 The loop is a plain function over tensors that stay on the device. Under torchrun
 (kist_train.distributed) every rank draws the same global batches and trains on its
 shard through DDP; rank 0 alone writes. A 1-process run takes the original path.
@@ -23,7 +31,10 @@ import hashlib
 import json
 import math
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +48,7 @@ from kistrules.errors import CheckpointError, KistrulesError, UsageError
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
+PARTIAL_DIR = "partial"  # RUN_DIR/partial: the interrupted phase at an epoch boundary
 MAX_ROTATION_DEG = 10.0
 
 
@@ -51,6 +63,45 @@ def phase_names(iterations: int) -> list[str]:
 def _state_file(run_dir: Path, phase: str) -> Path:
     """Generator states and pseudo-labels of a phase, beside the checkpoints."""
     return run_dir / "state" / f"{phase}.safetensors"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT stopped train() after the partial checkpoint of `phase` was written.
+
+    A KeyboardInterrupt, so the CLI's Ctrl-C handling (one line, exit 130) applies.
+    """
+
+    def __init__(self, phase: str, epochs_done: int | None) -> None:
+        super().__init__(phase, epochs_done)
+        self.phase = phase
+        self.epochs_done = epochs_done  # None: stopped at the end of the phase
+
+
+class _Sigint:
+    """While installed, SIGINT sets `requested` instead of raising KeyboardInterrupt.
+
+    Repeated SIGINTs only set it again, so none can break into a checkpoint being
+    written. Installed only from the main thread (signal.signal refuses other threads).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> _Sigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
 
 
 @dataclass
@@ -78,6 +129,7 @@ class _State:
     # (the DDP wrapper of `model`); a 1-process run has world_size 1 and net None.
     dist: Any = None
     net: torch.nn.Module | None = None
+    sigint: _Sigint | None = None  # set while train() runs its phases
 
 
 # ----------------------------------------------------------------- augmentation
@@ -285,8 +337,21 @@ def _progress(console, enabled: bool):
     )
 
 
-def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[str, Any]:
-    """Eq. 8 on augmented normal images."""
+# Called by the loops after each epoch but the last with (epochs done, the loss figures
+# so far); it saves a partial checkpoint and raises Interrupted when SIGINT was sent.
+EpochEnd = Callable[[int, dict[str, Any]], None]
+
+
+def _run_initial(
+    config: TrainConfig,
+    state: _State,
+    data: _Data,
+    bar,
+    *,
+    epoch_end: EpochEnd | None = None,
+    partial: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Eq. 8 on augmented normal images (from epoch `partial["epochs_done"]` on resume)."""
     from kist_train.distributed import initial_step_loss
     from kist_train.losses import reconstruction_loss
 
@@ -294,10 +359,16 @@ def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[s
         group["lr"] = config.lr
     n = data.normal.shape[0]
     per_epoch = math.ceil(n / config.batch_size)
-    task = bar.add_task("initial model", total=config.epochs * per_epoch, loss=float("nan"))
+    losses = list(partial["loss_per_epoch"]) if partial else []
+    first = partial["epochs_done"] if partial else 0
+    task = bar.add_task(
+        "initial model",
+        total=config.epochs * per_epoch,
+        completed=first * per_epoch,
+        loss=float("nan"),
+    )
     state.model.train()
-    losses = []
-    for _ in range(config.epochs):
+    for epoch in range(first, config.epochs):
         epoch_loss, batches = 0.0, 0
         for index in _epoch_batches(n, config.batch_size, state.normal_gen):
             x = augment_normal(data.normal[index.to(data.normal.device)], state.normal_gen)
@@ -313,6 +384,8 @@ def _run_initial(config: TrainConfig, state: _State, data: _Data, bar) -> dict[s
             batches += 1
             bar.update(task, advance=1, loss=logged)
         losses.append(epoch_loss / max(batches, 1))
+        if epoch_end is not None and epoch + 1 < config.epochs:
+            epoch_end(epoch + 1, {"loss_per_epoch": losses})
     bar.remove_task(task)
     return {"epochs": config.epochs, "loss_per_epoch": losses}
 
@@ -377,8 +450,18 @@ def _run_labels(
     return entry
 
 
-def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration: int):
-    """Eq. 13: normal images plus pseudo-labelled anomalous images in each batch."""
+def _run_update(
+    config: TrainConfig,
+    state: _State,
+    data: _Data,
+    bar,
+    iteration: int,
+    *,
+    epoch_end: EpochEnd | None = None,
+    partial: dict[str, Any] | None = None,
+):
+    """Eq. 13: normal images plus pseudo-labelled anomalous images in each batch
+    (from epoch `partial["epochs_done"]` on resume)."""
     from kist_train.distributed import update_step_loss
     from kist_train.losses import contrastive_reconstruction_loss
 
@@ -398,11 +481,17 @@ def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration:
     lam = config.effective_lam
     margin = state.stats.get("margin") if config.push == "margin" else None
     per_epoch = math.ceil(n / chunk)
-    task = bar.add_task(f"update {iteration}", total=config.update_epochs * per_epoch, loss=0.0)
+    first = partial["epochs_done"] if partial else 0
+    task = bar.add_task(
+        f"update {iteration}",
+        total=config.update_epochs * per_epoch,
+        completed=first * per_epoch,
+        loss=0.0,
+    )
     state.model.train()
-    sums = {"total": 0.0, "normal": 0.0, "push": 0.0}
-    steps = 0
-    for _ in range(config.update_epochs):
+    sums = dict(partial["sums"]) if partial else {"total": 0.0, "normal": 0.0, "push": 0.0}
+    steps = partial["steps"] if partial else 0
+    for epoch in range(first, config.update_epochs):
         for index in _epoch_batches(n, chunk, state.normal_gen):
             x = augment_normal(data.normal[index.to(device)], state.normal_gen)
             pl = torch.zeros((x.shape[0], size, size), dtype=torch.bool, device=device)
@@ -449,6 +538,8 @@ def _run_update(config: TrainConfig, state: _State, data: _Data, bar, iteration:
             sums["push"] += logged[2]
             steps += 1
             bar.update(task, advance=1, loss=logged[0])
+        if epoch_end is not None and epoch + 1 < config.update_epochs:
+            epoch_end(epoch + 1, {"sums": dict(sums), "steps": steps})
     bar.remove_task(task)
     return {
         "epochs": config.update_epochs,
@@ -484,7 +575,9 @@ def _meta(config: TrainConfig, state: _State, model_config, rulebook_text, phase
     }
 
 
-def _save_phase(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) -> None:
+def _save_phase(
+    run_dir: Path, phase: str, state: _State, meta: dict[str, Any], *, write_log: bool = True
+) -> None:
     """Our state file first, the checkpoint last: a phase is complete once both exist."""
     from safetensors.torch import save
 
@@ -500,16 +593,49 @@ def _save_phase(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) 
         tensors["labels"] = state.labels.to(torch.uint8).cpu().contiguous()
     _state_file(run_dir, phase).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(_state_file(run_dir, phase), save(tensors))
-    _write_log(run_dir, state.log)
+    if write_log:
+        _write_log(run_dir, state.log)
     save_checkpoint(run_dir, phase, state.model, meta, optimizer_state=state.optimizer.state_dict())
 
 
-def _save_phase_on_main(run_dir: Path, phase: str, state: _State, meta: dict[str, Any]) -> None:
-    """Rank 0 alone writes (a 1-process run is rank 0); the other ranks wait for it."""
+def _save_phase_on_main(
+    run_dir: Path, phase: str, state: _State, meta: dict[str, Any], *, partial: bool = False
+) -> None:
+    """Rank 0 alone writes (a 1-process run is rank 0); the other ranks wait for it.
+
+    A complete phase drops RUN_DIR/partial (now stale); a partial one is written there,
+    without the log (the phase's entry does not exist yet).
+    """
     if state.dist is None or state.dist.is_main:
-        _save_phase(run_dir, phase, state, meta)
+        if partial:
+            _save_phase(run_dir / PARTIAL_DIR, phase, state, meta, write_log=False)
+        else:
+            _save_phase(run_dir, phase, state, meta)
+            shutil.rmtree(run_dir / PARTIAL_DIR, ignore_errors=True)
     if state.dist is not None:
         state.dist.barrier()
+
+
+def _interrupt_requested(state: _State, device: torch.device) -> bool:
+    """Whether SIGINT arrived; under DDP every rank must agree, so the flags are summed."""
+    flag = state.sigint is not None and state.sigint.requested
+    if state.dist is not None and state.dist.active:
+        flag = state.dist.all_sum([1.0 if flag else 0.0], device)[0] > 0
+    return flag
+
+
+def _partial_of(run_dir: Path, phase: str) -> dict[str, Any] | None:
+    """The loop position saved by an interrupted `phase` ({"epochs_done", ...}), if any."""
+    from kist_train.checkpoints import complete_phases, load_checkpoint
+
+    partial_dir = run_dir / PARTIAL_DIR
+    if phase not in complete_phases(partial_dir):
+        return None
+    _, meta, _ = load_checkpoint(partial_dir, phase)
+    position = meta.get("partial")
+    if not isinstance(position, dict) or meta.get("phase") != phase:
+        raise CheckpointError(f"{partial_dir}: partial checkpoint of {phase!r} lacks its epoch")
+    return position
 
 
 def _restore_phase(run_dir: Path, phase: str, state: _State, device: torch.device) -> None:
@@ -628,6 +754,7 @@ def _train(
         )
 
     start = 0
+    partial: dict[str, Any] | None = None  # where an interrupted phase stopped
     if resume:
         done = set(complete_phases(run_dir))
         # Only a prefix of the phase order counts as done.
@@ -647,28 +774,54 @@ def _train(
             _restore_phase(run_dir, phases[prefix - 1], state, device)
             console.print(f"resuming {run_dir} after phase {phases[prefix - 1]!r}")
         start = prefix
+        if start < len(phases) and not phases[start].startswith("labels_"):
+            partial = _partial_of(run_dir, phases[start])
+            if partial is not None:
+                # The interrupted phase at its epoch boundary; the log stays the prefix's.
+                log = state.log
+                _restore_phase(run_dir / PARTIAL_DIR, phases[start], state, device)
+                state.log = log
+                console.print(
+                    f"resuming phase {phases[start]!r} after epoch {partial['epochs_done']}"
+                )
     if start == 0 and config.init_from is not None:
         _start_from_initial(config, state, device)
         state.log[0]["init_from"] = str(config.init_from)
         meta = _meta(config, state, model_config, rulebook_text, "initial", data)
         _save_phase_on_main(run_dir, "initial", state, meta)
         console.print(f"initial model taken from {config.init_from}")
-        start = 1
+        start, partial = 1, None
         if stop_after == "initial":
             return run_dir
 
-    with _progress(console, progress) as bar:
+    with _Sigint() as sigint, _progress(console, progress) as bar:
+        state.sigint = sigint
         for phase in phases[start:]:
             began = time.perf_counter()
+
+            def epoch_end(epochs_done: int, figures: dict[str, Any], phase: str = phase) -> None:
+                if not _interrupt_requested(state, device):
+                    return
+                meta = _meta(config, state, model_config, rulebook_text, phase, data)
+                meta["partial"] = {"epochs_done": epochs_done, **figures}
+                _save_phase_on_main(run_dir, phase, state, meta, partial=True)
+                raise Interrupted(phase, epochs_done)
+
+            resumed_at = partial["epochs_done"] if partial is not None else None
             if phase == "initial":
-                entry = _run_initial(config, state, data, bar)
+                entry = _run_initial(config, state, data, bar, epoch_end=epoch_end, partial=partial)
             elif phase.startswith("labels_"):
                 iteration = int(phase.split("_")[1])
                 entry = _run_labels(config, state, data, scorer, iteration)
                 _print_labels(console, iteration, entry, scorer)
             else:
                 iteration = int(phase.split("_")[1])
-                entry = _run_update(config, state, data, bar, iteration)
+                entry = _run_update(
+                    config, state, data, bar, iteration, epoch_end=epoch_end, partial=partial
+                )
+            partial = None
+            if resumed_at is not None:
+                entry["resumed_after_epoch"] = resumed_at
             if not phase.startswith("labels_"):
                 # mu_e, sigma_e of the model just trained (eq. 9 of the next labelling;
                 # predict / audit / explain --model use those of the final model).
@@ -697,6 +850,9 @@ def _train(
                 _print_phase(console, entry)
             if stop_after == phase:
                 break
+            if phase != phases[-1] and _interrupt_requested(state, device):
+                raise Interrupted(phase, None)  # this phase is complete on disk
+        state.sigint = None
     return run_dir
 
 
@@ -781,4 +937,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-__all__ = ["augment_normal", "phase_names", "read_log", "residual_statistics", "train"]
+__all__ = [
+    "Interrupted",
+    "augment_normal",
+    "phase_names",
+    "read_log",
+    "residual_statistics",
+    "train",
+]

@@ -14,20 +14,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from kistrules.cli import app, fail, os_error_line, stderr
-from kistrules.errors import KistrulesError
-
-
-@contextmanager
-def _one_line_errors():
-    try:
-        yield
-    except KistrulesError as err:
-        raise fail(escape(str(err)), code=err.exit_code) from None
-    except OSError as err:  # e.g. a read-only --out folder or a full disk
-        raise fail(escape(os_error_line(err))) from None
+from kistrules.cli import app, one_line_errors, stderr
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -39,7 +27,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 @contextmanager
 def _interruptible():
-    """Ctrl-C: the last complete phase is on disk (atomic checkpoints), nothing partial."""
+    """Ctrl-C: the engine saved the phase in flight at its last epoch end (RUN_DIR/partial)
+    and raised engine.Interrupted, a KeyboardInterrupt; --resume continues from there."""
     try:
         yield
     except KeyboardInterrupt:
@@ -49,6 +38,7 @@ def _interruptible():
 
 def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | None) -> int:
     """Run this training in `nproc` DDP processes (torchrun) and return its exit code."""
+    import signal
     import subprocess
 
     from kist_train.distributed import check_divisible, torchrun_command
@@ -73,7 +63,16 @@ def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | 
     options += ["--resume"] * resume + ["--force"] * force + ["--no-progress"]
     if stop_after is not None:
         options += ["--stop-after", stop_after]
-    return subprocess.run(torchrun_command(options, nproc), check=False).returncode
+    # Ctrl-C reaches torchrun and its workers too: wait while they save the epoch, then stop.
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    try:
+        code = subprocess.run(torchrun_command(options, nproc), check=False).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted and code != 0:
+        raise KeyboardInterrupt
+    return code
 
 
 @app.command("train")
@@ -145,7 +144,7 @@ def train_command(
     ] = 1,
 ) -> None:
     """Train a reconstruction model with KIST (Algorithm 1), or the equal-training baseline."""
-    with _one_line_errors(), _interruptible():
+    with one_line_errors(), _interruptible():
         from kist_train.config import TrainConfig
         from kist_train.engine import train
 
@@ -205,7 +204,7 @@ def predict_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Write float32 TIFF anomaly maps at original resolution (and PNG overlays)."""
-    with _one_line_errors():
+    with one_line_errors():
         from kist_train.predict import load_run, write_predictions
 
         run = load_run(model, device=device)
@@ -223,7 +222,7 @@ def evaluate_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
-    with _one_line_errors():
+    with one_line_errors():
         from kist_train.evaluate import evaluate_run, format_table
 
         result = evaluate_run(model, data, device=device)
@@ -245,7 +244,7 @@ def audit_command(
     ] = None,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
-    with _one_line_errors():
+    with one_line_errors():
         from kist_train.audit import audit_rulebook
 
         report = audit_rulebook(model, rulebook, data, device=device, phase=phase)

@@ -6,7 +6,9 @@ the last complete checkpoint and end bit-identical, weights and evaluation metri
 to an uninterrupted run with the same seed: each phase's checkpoint holds the
 weights, the optimiser state and the generators, and is written atomically
 (temporary file, then os.replace; the phase's JSON last), so a kill can only ever
-lose the phase in flight. Overwriting another run without --force is covered by
+lose the phase in flight. SIGINT loses less: the engine finishes the epoch in flight,
+saves it under RUN_DIR/partial and stops; --resume continues from the next epoch.
+Overwriting another run without --force is covered by
 tests/train/test_engine.py::test_run_dir_is_never_overwritten_without_force.
 """
 
@@ -88,7 +90,11 @@ def uninterrupted(dataset, tmp_path_factory):
     return train(_config(dataset, out), console=Console(stderr=True, quiet=True), progress=False)
 
 
-def _start(config: TrainConfig, *extra: str) -> subprocess.Popen:
+def _start(
+    config: TrainConfig,
+    *extra: str,
+    python_code: str = "from kistrules.cli import main; main()",
+) -> subprocess.Popen:
     args = [
         "train",
         f"--data={config.data}",
@@ -109,7 +115,7 @@ def _start(config: TrainConfig, *extra: str) -> subprocess.Popen:
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-c", "from kistrules.cli import main; main()", *args],
+        [sys.executable, "-c", python_code, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -199,3 +205,222 @@ def test_sigint_stops_cleanly_and_resumes(dataset, uninterrupted, tmp_path):
     assert resumed.returncode == 0, err[-2000:]
     assert f"resuming {run_dir}" in err.replace("\n", "")
     _assert_same_weights(run_dir, uninterrupted)
+
+
+# --------------------------------------------------------------- SIGINT at an epoch boundary
+#
+# A real SIGINT, sent by the process to itself from inside augment_normal (called once per
+# normal batch), lands at a known batch; the engine finishes that epoch, writes
+# RUN_DIR/partial and raises Interrupted. 12 normal images: the initial phase has 2 batches
+# per epoch (batch 6), an update phase 3 (6 - 2 anomalous = 4 normal per batch).
+
+INITIAL_BATCHES, UPDATE_BATCHES = 2, 3
+
+
+def _full_run_batches(config: TrainConfig) -> int:
+    return config.epochs * INITIAL_BATCHES + config.iterations * config.update_epochs * (
+        UPDATE_BATCHES
+    )
+
+
+class _SigintAt:
+    """Wraps engine.augment_normal: counts calls and sends SIGINT to us at call `at`."""
+
+    def __init__(self, real, at: int | None) -> None:
+        self.real, self.at, self.calls = real, at, 0
+
+    def __call__(self, x, gen):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.real(x, gen)
+
+
+def _interrupt_then_resume(config, monkeypatch, at: int):
+    from kist_train import engine
+
+    quiet = Console(stderr=True, quiet=True)
+    handler_before = signal.getsignal(signal.SIGINT)
+    first = _SigintAt(engine.augment_normal, at)
+    monkeypatch.setattr(engine, "augment_normal", first)
+    with pytest.raises(engine.Interrupted) as caught:
+        train(config, console=quiet, progress=False)
+    assert signal.getsignal(signal.SIGINT) is handler_before  # restored
+    second = _SigintAt(first.real, None)
+    monkeypatch.setattr(engine, "augment_normal", second)
+    return caught.value, first.calls, second, quiet
+
+
+def test_sigint_in_initial_phase_saves_the_epoch_and_resumes_from_the_next(
+    dataset, uninterrupted, tmp_path, monkeypatch
+):
+    config = _config(dataset, tmp_path / "run")
+    run_dir = Path(config.out)
+    # SIGINT during epoch 2's first batch: epoch 2 completes, then the run stops.
+    stop, calls, counter, quiet = _interrupt_then_resume(config, monkeypatch, INITIAL_BATCHES + 1)
+    assert (stop.phase, stop.epochs_done) == ("initial", 2)
+    assert calls == 2 * INITIAL_BATCHES
+    assert complete_phases(run_dir) == []  # the phase is not complete ...
+    assert complete_phases(run_dir / "partial") == ["initial"]  # ... but saved
+    meta = load_checkpoint(run_dir / "partial", "initial")[1]
+    assert meta["partial"]["epochs_done"] == 2 and len(meta["partial"]["loss_per_epoch"]) == 2
+    assert not list(run_dir.rglob("*.tmp"))
+    train(config, resume=True, console=quiet, progress=False)
+    # The resumed run did not redo epochs 1-2 and ended like the uninterrupted one.
+    assert calls + counter.calls == _full_run_batches(config)
+    log = read_log(run_dir)
+    assert [e["phase"] for e in log] == phase_names(2)
+    assert log[0]["resumed_after_epoch"] == 2
+    assert log[0]["loss_per_epoch"] == read_log(uninterrupted)[0]["loss_per_epoch"]
+    assert not (run_dir / "partial").exists()  # dropped once the phase completed
+    _assert_same_weights(run_dir, uninterrupted)
+    for mine, theirs in zip(log, read_log(uninterrupted), strict=True):
+        assert mine.get("labels") == theirs.get("labels")
+        assert mine["mu_e"] == theirs["mu_e"]
+
+
+def test_sigint_in_update_phase_saves_the_epoch_and_resumes_from_the_next(
+    dataset, uninterrupted, tmp_path, monkeypatch
+):
+    config = _config(dataset, tmp_path / "run")
+    run_dir = Path(config.out)
+    at = config.epochs * INITIAL_BATCHES + 4 * UPDATE_BATCHES + 2  # update_1, epoch 5
+    stop, calls, counter, quiet = _interrupt_then_resume(config, monkeypatch, at)
+    assert (stop.phase, stop.epochs_done) == ("update_1", 5)
+    assert calls == config.epochs * INITIAL_BATCHES + 5 * UPDATE_BATCHES
+    assert complete_phases(run_dir) == ["initial", "labels_1"]
+    assert complete_phases(run_dir / "partial") == ["update_1"]
+    assert load_checkpoint(run_dir / "partial", "update_1")[1]["partial"]["steps"] == 15
+    train(config, resume=True, console=quiet, progress=False)
+    assert calls + counter.calls == _full_run_batches(config)
+    log = read_log(run_dir)
+    assert [e["phase"] for e in log] == phase_names(2)
+    assert log[2]["resumed_after_epoch"] == 5
+    assert "resumed_after_epoch" not in log[4]
+    for key in ("loss_total", "loss_normal", "loss_push", "mu_e", "sigma_e"):
+        assert log[2][key] == read_log(uninterrupted)[2][key], key
+    _assert_same_weights(run_dir, uninterrupted)
+
+
+def test_sigint_through_the_cli_exits_130_with_one_line_and_a_partial_checkpoint(
+    dataset, uninterrupted, tmp_path
+):
+    config = _config(dataset, tmp_path / "cli")
+    run_dir = Path(config.out)
+    at = config.epochs * INITIAL_BATCHES + 2 * UPDATE_BATCHES + 1  # update_1, epoch 3
+    wrapper = (
+        "import os, signal\n"
+        "from kist_train import engine\n"
+        "real, calls = engine.augment_normal, [0]\n"
+        "def wrapped(x, gen):\n"
+        "    calls[0] += 1\n"
+        f"    if calls[0] == {at}:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(x, gen)\n"
+        "engine.augment_normal = wrapped\n"
+        "from kistrules.cli import main\n"
+        "main()\n"
+    )
+    proc = _start(config, python_code=wrapper)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted; resume with --resume"
+    assert "Traceback" not in err and err.count("interrupted") == 1
+    assert complete_phases(run_dir) == ["initial", "labels_1"]
+    meta = load_checkpoint(run_dir / "partial", "update_1")[1]
+    assert meta["partial"]["epochs_done"] == 3
+    train(config, resume=True, console=Console(stderr=True, quiet=True), progress=False)
+    assert read_log(run_dir)[2]["resumed_after_epoch"] == 3
+    _assert_same_weights(run_dir, uninterrupted)
+
+
+def test_more_sigints_are_ignored_and_the_epoch_is_still_saved(dataset, tmp_path, monkeypatch):
+    from kist_train import engine
+
+    config = _config(dataset, tmp_path / "run")
+    real_augment, real_save = engine.augment_normal, engine._save_phase
+
+    def thrice(x, gen):  # Ctrl-C from the terminal, then again (as torchrun forwards it)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_augment(x, gen)
+
+    def save_under_fire(*args, **kwargs):  # ... and once more while the save runs
+        os.kill(os.getpid(), signal.SIGINT)
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "augment_normal", thrice)
+    monkeypatch.setattr(engine, "_save_phase", save_under_fire)
+    with pytest.raises(engine.Interrupted) as caught:
+        train(config, console=Console(stderr=True, quiet=True), progress=False)
+    assert (caught.value.phase, caught.value.epochs_done) == ("initial", 1)
+    assert complete_phases(Path(config.out) / "partial") == ["initial"]
+    assert not list(Path(config.out).rglob("*.tmp"))
+
+
+def test_sigint_on_one_ddp_rank_stops_every_rank_and_resumes_bit_identically(dataset, tmp_path):
+    """2 gloo processes; SIGINT reaches rank 1 alone: the ranks agree (all-reduced flag),
+    rank 0 writes the partial checkpoint, and --resume ends like an uninterrupted run."""
+    wrapper = tmp_path / "sigint_rank1.py"
+    wrapper.write_text(
+        "import os, signal\n"
+        "from kist_train import engine\n"
+        "real, calls = engine.augment_normal, [0]\n"
+        "def wrapped(x, gen):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] == 8 and os.environ.get('RANK') == '1':\n"  # update_1, epoch 1
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(x, gen)\n"
+        "engine.augment_normal = wrapped\n"
+        "from kistrules.cli import main\n"
+        "main()\n"
+    )
+    data, rulebook = dataset
+    args = [
+        "train",
+        f"--data={data}",
+        f"--rulebook={rulebook}",
+        "--size=24",
+        "--width=4",
+        "--depth=2",
+        "--epochs=3",
+        "--iterations=1",
+        "--update-epochs=4",
+        "--batch-size=6",
+        "--anomalous-per-batch=2",
+        "--device=cpu",
+        "--threads=1",
+        "--no-progress",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cli = [sys.executable, "-c", "from kistrules.cli import main; main()"]
+
+    def run(cmd: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*cmd, *args, f"--out={out}", *extra],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    interrupted, full = tmp_path / "interrupted", tmp_path / "full"
+    done = run([*torchrun, str(wrapper)], interrupted)
+    assert done.returncode != 0
+    # Both ranks took the Ctrl-C path (each worker's CLI prints the line and exits 130).
+    assert done.stderr.count("interrupted; resume with --resume") == 2, done.stderr[-3000:]
+    # (torchrun itself then reports the failed workers, with its own traceback.)
+    assert complete_phases(interrupted) == ["initial", "labels_1"]
+    assert load_checkpoint(interrupted / "partial", "update_1")[1]["partial"]["epochs_done"] == 1
+    for out, extra in ((interrupted, ["--resume"]), (full, [])):
+        done = run(cli, out, "--nproc=2", *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    log = read_log(interrupted)
+    assert log[-1]["resumed_after_epoch"] == 1
+    assert len(set(log[-1]["weights_sha256_per_rank"])) == 1
+    assert log[-1]["loss_total"] == read_log(full)[-1]["loss_total"]
+    _assert_same_weights(interrupted, full)
