@@ -87,3 +87,26 @@ def make_dataset(
 def write_rulebook(path: Path, text: str = BLOB_RULEBOOK) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def tiny_config(dataset: tuple[Path, Path], out: Path, **changes):
+    """The training tests' TrainConfig: a 24 px, width-4 CAE that trains in seconds."""
+    from kist_train.config import TrainConfig
+
+    data, rulebook = dataset
+    settings = dict(
+        data=str(data),
+        out=str(out),
+        rulebook=str(rulebook),
+        size=24,
+        width=4,
+        depth=2,
+        epochs=3,
+        iterations=2,
+        update_epochs=1,
+        batch_size=6,
+        anomalous_per_batch=2,
+        device="cpu",
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)

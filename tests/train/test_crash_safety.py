@@ -14,7 +14,6 @@ tests/train/test_engine.py::test_run_dir_is_never_overwritten_without_force.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -30,32 +29,10 @@ from kist_train.checkpoints import complete_phases, load_checkpoint
 from kist_train.config import TrainConfig
 from kist_train.engine import phase_names, read_log, train
 from kist_train.evaluate import evaluate_run
+from tests.train import synthetic as syn
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _synthetic():
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("synthetic.py")
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -66,22 +43,8 @@ def dataset(tmp_path_factory):
 
 
 def _config(dataset, out: Path) -> TrainConfig:
-    data, rulebook = dataset
-    return TrainConfig(
-        data=str(data),
-        out=str(out),
-        rulebook=str(rulebook),
-        size=24,
-        width=4,
-        depth=2,
-        epochs=3,
-        iterations=2,
-        update_epochs=10,  # long update phases: the kill lands inside one
-        batch_size=6,
-        anomalous_per_batch=2,
-        device="cpu",
-        threads=1,
-    )
+    # Long update phases: the kill lands inside one.
+    return syn.tiny_config(dataset, out, update_epochs=10, threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -183,22 +183,7 @@ def dataset(tmp_path_factory):
 
 
 def _config(dataset, out: Path) -> TrainConfig:
-    data, rulebook = dataset
-    return TrainConfig(
-        data=str(data),
-        out=str(out),
-        rulebook=str(rulebook),
-        size=24,
-        width=4,
-        depth=2,
-        epochs=3,
-        iterations=2,
-        update_epochs=1,
-        batch_size=6,
-        anomalous_per_batch=2,
-        device="cpu",
-        threads=1,
-    )
+    return syn.tiny_config(dataset, out, threads=1)
 
 
 def _vector(weights: dict[str, torch.Tensor]) -> torch.Tensor:

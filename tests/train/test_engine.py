@@ -29,22 +29,7 @@ def dataset(tmp_path_factory):
 
 
 def _config(dataset, out, **changes) -> TrainConfig:
-    data, rulebook = dataset
-    base = TrainConfig(
-        data=str(data),
-        out=str(out),
-        rulebook=str(rulebook),
-        size=24,
-        width=4,
-        depth=2,
-        epochs=3,
-        iterations=2,
-        update_epochs=1,
-        batch_size=6,
-        anomalous_per_batch=2,
-        device="cpu",
-    )
-    return dataclasses.replace(base, **changes)
+    return syn.tiny_config(dataset, out, **changes)
 
 
 def _quiet() -> Console:
