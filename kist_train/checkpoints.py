@@ -178,6 +178,12 @@ def _looks_like_pickle(data: bytes) -> bool:
     return data[:4] == b"PK\x03\x04" or (len(data) > 1 and data[0] == 0x80 and 2 <= data[1] <= 5)
 
 
+class MissingRunError(CheckpointError):
+    """A run directory that does not exist: a wrong path, exit 2 like every missing input."""
+
+    exit_code = 2
+
+
 def _open_run(run_dir: str | os.PathLike[str]) -> Path:
     run = Path(run_dir)
     if run.is_file():
@@ -185,7 +191,7 @@ def _open_run(run_dir: str | os.PathLike[str]) -> Path:
             raise _refuse_pickle(run)
         raise CheckpointError(f"{run} is a file, not a kistrules run directory")
     if not run.is_dir():
-        raise CheckpointError(f"run directory {run} does not exist")
+        raise MissingRunError(f"run directory {run} does not exist")
     directory = _checkpoint_dir(run)
     if not directory.is_dir():
         raise CheckpointError(f"{run} is not a kistrules run directory (no checkpoints/ folder)")

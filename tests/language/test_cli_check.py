@@ -200,3 +200,17 @@ def test_color_only_when_asked_for_a_terminal(tmp_path):
         [KISTRULES, "check", path], capture_output=True, text=True, env=env, check=False
     )
     assert "\x1b[" not in proc.stdout and proc.returncode == 1
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path):
+    """`python -m kistrules` is the console script: same output, same exit codes."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "kistrules", "check", EXAMPLE], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "0 errors" in ok.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "kistrules", "check", tmp_path / "nope.rules"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "no such file" in missing.stderr

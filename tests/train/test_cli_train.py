@@ -156,6 +156,6 @@ def test_bad_rulebook_is_one_line(tmp_path):
 def test_predict_and_evaluate_on_a_missing_run(tmp_path):
     result = _invoke("predict", "--model", tmp_path / "none", "--input", tmp_path, "--out",
                      tmp_path / "m", "--device", "cpu")  # fmt: skip
-    _one_line_error(result, 1, "does not exist")
+    _one_line_error(result, 2, "does not exist")  # a wrong path: exit 2, as in explain and audit
     result = _invoke("evaluate", "--model", tmp_path / "none", "--data", tmp_path)
-    _one_line_error(result, 1, "does not exist")
+    _one_line_error(result, 2, "does not exist")
