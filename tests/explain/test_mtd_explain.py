@@ -24,10 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MTD = ROOT.parent / "shared" / "datasets" / "mtd"
 TUNED = ROOT / "rulebooks" / "mtd_tuned.rules"
 
-pytestmark = pytest.mark.skipif(
-    not (MTD / "test" / "blowhole").is_dir(),
-    reason=f"MTD development split not found at {MTD} (../shared is absent)",
-)
+pytestmark = [
+    pytest.mark.mtd,
+    pytest.mark.skipif(
+        not (MTD / "test" / "blowhole").is_dir(),
+        reason=f"MTD development split not found at {MTD} (../shared is absent)",
+    ),
+]
 
 
 def _blowhole() -> tuple[Path, Path]:
