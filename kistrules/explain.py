@@ -260,6 +260,20 @@ def counterfactuals(
 # --- explanations ------------------------------------------------------------------
 
 
+def grade_text(value: float, alpha: float | None, digits: int = 3) -> str:
+    """A grade or rule output for display, never on the wrong side of alpha.
+
+    Plain rounding prints 0.7996 as "0.800" beside "not fired" at alpha 0.8;
+    near alpha the value is rounded towards its side of the threshold instead.
+    """
+    text = f"{value:.{digits}f}"
+    if alpha is None or (value >= alpha) == (float(text) >= alpha):
+        return text
+    scale = 10**digits
+    step = math.floor if value < alpha else math.ceil
+    return f"{step(value * scale) / scale:.{digits}f}"
+
+
 def _cpu(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()

@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
+from kistrules.explain import grade_text
+
 # Colour-blind-safe (Okabe-Ito); rules take them in rulebook order.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),
@@ -187,7 +189,7 @@ def _with_key(picture, regions, rule_names, colours, tinted, alpha, title) -> Im
     for region in shown:
         rule = region.rule or "none"
         at = f" t={region.threshold:.4g}" if region.threshold is not None else ""
-        text = f"#{region.id}{at}  grade {region.grade:.2f}  {rule}"
+        text = f"#{region.id}{at}  grade {grade_text(region.grade, alpha, 2)}  {rule}"
         lines.append((text, colours.get(region.rule, NONE_COLOUR), body))
     if len(regions) > len(shown):
         rest = ranked[len(shown) :]

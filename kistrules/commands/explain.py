@@ -180,6 +180,8 @@ def _short_cf(region, why_not: str | None) -> str:
 
 def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
     """One table row per region; --verbose adds each region's properties, terms and rules."""
+    from kistrules.explain import grade_text
+
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in ("id", "t", "bbox r0,c0,r1,c1", "px", "grade", ">= alpha", "fired"):
         table.add_column(
@@ -195,13 +197,13 @@ def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, 
             "-" if region.threshold is None else f"{region.threshold:.4g}",
             ",".join(map(str, region.bbox)),
             str(region.pixel_count),
-            f"{region.grade:.3f}",
+            grade_text(region.grade, scorer.threshold),
             "yes" if region.fired else "no",
             region.winner or "none",
         ]
         if why_not is not None:
             rule = next(r for r in region.rules if r.name == why_not)
-            row += [f"{rule.output:.3f}", rule.limiting_term]
+            row += [grade_text(rule.output, scorer.threshold), rule.limiting_term]
         row.append(_short_cf(region, why_not))
         table.add_row(*[escape(c) for c in row])
     console.print(table)
@@ -209,7 +211,7 @@ def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, 
         console.print("no regions found")
     if verbose:
         for region in result.regions:
-            _render_region(console, region, why_not)
+            _render_region(console, region, why_not, scorer.threshold)
     console.print(
         f"alpha = {scorer.threshold:g}; {sum(r.fired for r in result.regions)} of "
         f"{len(result.regions)} regions reach it; pseudo-label: "
@@ -218,7 +220,9 @@ def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, 
     )
 
 
-def _render_region(console, region, why_not: str | None) -> None:
+def _render_region(console, region, why_not: str | None, alpha: float) -> None:
+    from kistrules.explain import grade_text
+
     props = ", ".join(
         f"{p} {v['raw']:.4g} (v'={v['standardised']:.3f})" for p, v in region.properties.items()
     )
@@ -232,7 +236,9 @@ def _render_region(console, region, why_not: str | None) -> None:
             continue
         terms = [t for t in region.terms if t.rule == rule.name]
         for i, term in enumerate(terms):
-            output = f"{rule.output:.3f}" + (" >= alpha" if rule.reaches_threshold else "")
+            output = grade_text(rule.output, alpha) + (
+                " >= alpha" if rule.reaches_threshold else ""
+            )
             detail.add_row(
                 escape(rule.name) if i == 0 else "",
                 escape(term.term),

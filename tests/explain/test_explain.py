@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kistrules.api import loads
 from kistrules.explain import explain_mask, explain_residual, explain_trace, to_jsonable
@@ -125,3 +127,34 @@ def test_explain_trace_without_counterfactuals_is_complete(scorer):
     assert [r.winner for r in rows] == ["dark", "bright"]
     assert all(rule.counterfactual is None for r in rows for rule in r.rules)
     assert rows[0].properties["darkness"] == {"raw": 60.0, "standardised": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("value", "alpha", "digits", "text"),
+    [
+        (0.7996, 0.8, 3, "0.799"),  # plain rounding would print 0.800 beside "not fired"
+        (0.7996, 0.8, 2, "0.79"),
+        (0.8, 0.8, 2, "0.80"),
+        (0.80004, 0.8, 3, "0.800"),
+        (0.2996, 0.3, 3, "0.299"),
+        (0.5, 0.8, 3, "0.500"),
+        (0.7996, None, 3, "0.800"),  # no threshold, nothing to be on the wrong side of
+    ],
+)
+def test_grade_text_never_crosses_alpha(value, alpha, digits, text):
+    from kistrules.explain import grade_text
+
+    assert grade_text(value, alpha, digits) == text
+
+
+@given(
+    value=st.floats(0, 1, allow_nan=False),
+    alpha=st.floats(0.01, 1, allow_nan=False),
+    digits=st.integers(1, 4),
+)
+def test_grade_text_is_on_the_side_of_alpha_of_its_value(value, alpha, digits):
+    from kistrules.explain import grade_text
+
+    shown = float(grade_text(value, alpha, digits))
+    assert (shown >= alpha) == (value >= alpha)
+    assert abs(shown - value) <= 10**-digits + 1e-12
