@@ -5,17 +5,24 @@ thousands of regions per iteration, so the rulebook becomes a small tensor
 program built once from the resolved rulebook (never `eval`, never code
 generated from text):
 
-1. Standardise the properties the rules use: v' = clip(v / gamma, 0, 1) (eq. 16).
-2. Grade every distinct term (property, set, hedges, `not`) once: one
-   vectorised call per membership-function kind over a `(columns, n)` matrix,
-   then hedges as one power and `not` as 1 - x. Terms that repeat across
-   rules (the paper's `gray is low` appears in three of four MTD rules) share
-   a column.
+1. Standardise the properties the rules use: v' = clip(v / gamma, 0, 1)
+   (eq. 16), divided (not multiplied by 1/gamma) so that a raw value at a
+   breakpoint (gray = 102, gamma 255) lands exactly on it (0.4); and -v' for
+   the properties that a falling edge reads.
+2. Grade every distinct trapezoid edge once, as one subtract-divide-clamp
+   over an `(edges, n)` matrix (`membership.trapezoid_edges`): the built-in
+   `low` and `high` have one edge each, `mid` two. A term's truth is the
+   minimum of its edges; gaussians, hedges (x * x, sqrt) and `not` (1 - x)
+   then fill a `(columns, n)` matrix of distinct terms, built only when some
+   term needs it or a trace is asked for. Terms that repeat across rules (the
+   paper's `gray is low` appears in three of four MTD rules) share a column.
 3. Each rule's truth: a plain AND of terms (the common case) is a chain of
-   torch.minimum over its columns; any other condition is a tree of
-   minimum / maximum / 1 - x. AND = min, OR = max, NOT = 1 - x (Zadeh).
+   torch.minimum over its rows (over the edges themselves when no column is
+   needed); any other condition is a tree of minimum / maximum / 1 - x.
+   AND = min, OR = max, NOT = 1 - x (Zadeh).
 4. Rule output TV * truth (eq. 4-6); grade = max over rules (eq. 7); the
-   winner is the first rule reaching the grade.
+   winner, the first rule reaching the grade, is derived from those on first
+   use (`ScoreTrace.winner`).
 
 Regions run along the last dimension, so every op is a long vectorised loop.
 On a CPU the regions are processed in chunks whose temporaries fit in cache and
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -42,6 +50,12 @@ from kistrules.ast import And, Not, Rulebook, Term
 from kistrules.errors import DataError, KistrulesError
 from kistrules.formatter import format_term
 from kistrules.resolve import MembershipFunction, ResolvedRulebook, resolve
+
+# Elements per temporary and per torch thread in one CPU pass. With the MTD
+# rulebook's 9 edges, one thread takes chunks of ~58k regions (buffers of ~2 MB),
+# two threads ~116k: each thread's half of a row stays longer than torch's
+# 32k-element grain, so even the one-row ops run on both (docs/performance.md).
+CHUNK_ELEMENTS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,25 @@ class ScoreTrace:
 
     grade: torch.Tensor  # (N,) max over rules of TV * truth (eq. 4-7)
     rules: torch.Tensor  # (N, R) each rule's TV * truth, rulebook order
-    winner: torch.Tensor  # (N,) int64, first rule reaching the grade
     fired: torch.Tensor  # (N,) bool, grade >= threshold (alpha)
     standardised: dict[str, torch.Tensor] | None = None  # trace: v' per property
     terms: torch.Tensor | None = None  # trace: (N, K) each term's truth (hedges, not)
     limiting: torch.Tensor | None = None  # trace: (N, R) int64 index into terms
+
+    @cached_property
+    def winner(self) -> torch.Tensor:
+        """(N,) int64, the first rule reaching the grade.
+
+        Computed on first use from `rules` and `grade`, which hold it exactly:
+        pseudo-labelling reads only grades and rules, so the scorer's hot path
+        does not pay for it. A rule reaching the grade scores R - r, so the
+        largest score is the first such rule.
+        """
+        rules = self.rules.T  # (R, N), the scorer's contiguous layout
+        count = rules.shape[0]
+        rank = torch.arange(count, 0, -1, device=rules.device, dtype=rules.dtype)[:, None]
+        score = torch.where(rules == self.grade, rank, 0.0).amax(0)
+        return count - score.long()
 
 
 # --- the tensor program -------------------------------------------------------------
@@ -141,6 +169,22 @@ def _leaves(program: _Program) -> list[int]:
     return [t for operand in program.operands for t in _leaves(operand)]
 
 
+def _unique(rows: Sequence[int]) -> tuple[int, ...]:
+    """Rows in first-seen order without repeats (min is idempotent)."""
+    return tuple(dict.fromkeys(rows))
+
+
+def _column_key(info: TermInfo) -> tuple:
+    """What makes two terms the same column: property, set, hedge power, `not`."""
+    return (
+        info.property,
+        info.mf.function,
+        info.mf.params,
+        membership.hedge_exponent(info.hedges),
+        info.negated,
+    )
+
+
 class _Workspace:
     """Buffers reused by every chunk of one call, by name and shape.
 
@@ -167,14 +211,13 @@ class Scorer(torch.nn.Module):
     Build it with `compile_rulebook` (or `Rulebook.compile`). The module holds
     only constant buffers; `.to(device)` moves it like any module.
 
-    Layout: every distinct term (property, set, hedges, `not`) is one row of a
-    `(columns, n)` matrix of truths, graded by one vectorised call per
-    membership-function kind; a term repeated across rules (the paper's
-    `gray is low` in three of the four MTD rules) is graded once. A rule that
-    is a plain AND of terms (the common case) is then a chain of
-    torch.minimum over its rows, written straight into the output; any other
-    condition is a tree of minimum / maximum / 1 - x. When tracing, every rule
-    is walked as a tree, which also yields its limiting term.
+    Layout (see the module docstring): signed standardised rows `(P + Q, n)`,
+    the distinct edges `(edges, n)`, and when needed the distinct terms
+    `(columns, n)`; a plain AND rule is a chain of torch.minimum written
+    straight into its output row, any other condition a tree of minimum /
+    maximum / 1 - x. When tracing, every rule is walked as a tree, which also
+    yields its limiting term. `chunk_size` (regions per pass, None: automatic)
+    is there for tests; results do not depend on it.
     """
 
     def __init__(
@@ -200,70 +243,98 @@ class Scorer(torch.nn.Module):
         self.terms: tuple[TermInfo, ...] = tuple(builder.terms)
         self._programs = tuple(programs)
 
-        # Columns: one per distinct term.
-        keys = {}
-        term_column = []
+        # Columns: one per distinct term, piecewise-linear sets first, gaussians last.
+        first_info: dict[tuple, TermInfo] = {}
         for info in self.terms:
-            key = (
-                info.property,
-                info.mf.function,
-                info.mf.params,
-                membership.hedge_exponent(info.hedges),
-                info.negated,
+            first_info.setdefault(_column_key(info), info)
+        keys = sorted(first_info, key=lambda key: key[1] == "gaussian")  # stable
+        column_of = {key: c for c, key in enumerate(keys)}
+        self._term_columns = tuple(column_of[_column_key(info)] for info in self.terms)
+        infos = [first_info[key] for key in keys]
+        linear = [i for i in infos if i.mf.function != "gaussian"]
+        gaussians = infos[len(linear) :]
+
+        # Signed rows: v' of every property, then -v' of those a falling edge
+        # reads. Properties with a falling edge come first, so the negated rows
+        # are one slice: rows P .. P+Q-1 = -(rows 0 .. Q-1).
+        edges_of = [
+            membership.trapezoid_edges(*membership.as_trapezoid(i.mf.function, i.mf.params))
+            for i in linear
+        ]
+        falling = {
+            i.property for i, es in zip(linear, edges_of, strict=True) for e in es if e.sign < 0
+        }
+        order = sorted(range(len(self.properties)), key=lambda p: self.properties[p] not in falling)
+        self._row_property = tuple(order)  # signed row j < P holds property order[j]
+        self._negated = len(falling)
+        row_of = {self.properties[p]: j for j, p in enumerate(order)}
+        count = len(self.properties)
+
+        # Edges: each distinct (signed row, edge) graded once; a column is the
+        # minimum of its edges (the built-in low and high have one edge, mid two).
+        edge_index: dict[tuple, int] = {}
+        column_edges = []
+        for info, edges in zip(linear, edges_of, strict=True):
+            row = row_of[info.property]
+            column_edges.append(
+                tuple(
+                    edge_index.setdefault((row + (count if e.sign < 0 else 0), e), len(edge_index))
+                    for e in edges
+                )
             )
-            term_column.append(keys.setdefault(key, len(keys)))
-        self._term_columns = tuple(term_column)
-        first_term = {c: t for t, c in reversed(list(enumerate(term_column)))}
-        infos = [self.terms[first_term[c]] for c in range(len(keys))]  # one per column
-        self._column_properties = tuple(self.properties.index(i.property) for i in infos)
-        self._flat = tuple(
-            (i, tuple(term_column[t] for t in _leaves(p)))
-            for i, p in enumerate(programs)
-            if _is_flat_and(p)
-        )
-        self._trees = tuple(i for i, p in enumerate(programs) if not _is_flat_and(p))
+        self._column_edges = tuple(column_edges)
+        edge_list = list(edge_index)
+        self._steps = any(e.step != float("-inf") for _, e in edge_list)
 
         def buffer(name: str, values: Sequence, kind: torch.dtype | None = None) -> None:
             self.register_buffer(name, torch.tensor(values, dtype=kind or dtype), persistent=False)
 
-        gaussian = [info.mf.function == "gaussian" for info in infos]
-        self._kinds = frozenset(gaussian)  # {False}: trapezoids only, {True}, or both
-        # Gaussian columns get a placeholder trapezoid; their grades are taken from
-        # the gaussian pass (only rulebooks that mix both kinds compute both).
-        shapes = [
-            (0.0, 0.0, 1.0, 1.0) if g else membership.as_trapezoid(i.mf.function, i.mf.params)
-            for i, g in zip(infos, gaussian, strict=True)
-        ]
-        parameters = membership.trapezoid_parameters(shapes, dtype=dtype)
-        for name, values in parameters.items():
-            self.register_buffer(f"linear_{name}", values, persistent=False)
-        # Standardised values lie in [0, 1] (or MISSING, graded 0 anyway), so a
-        # shoulder's step at 0 (at 1) can never change a grade: skip those passes.
-        self._low_steps = any(a == b and a > 0.0 for a, b, _, _ in shapes)
-        self._high_steps = any(c == d and d < 1.0 for _, _, c, d in shapes)
-        buffer("gaussian", [[g] for g in gaussian], torch.bool)
-        buffer(
-            "gaussian_mean",
-            [[i.mf.params[0] if g else 0.0] for i, g in zip(infos, gaussian, strict=True)],
-        )
-        buffer(
-            "gaussian_inverse_sigma",
-            [[1.0 / i.mf.params[1] if g else 1.0] for i, g in zip(infos, gaussian, strict=True)],
-        )
+        buffer("edge_row", [row for row, _ in edge_list], torch.long)
+        for name, values in membership.edge_parameters(
+            [e for _, e in edge_list], dtype=dtype
+        ).items():
+            self.register_buffer(f"edge_{name}", values, persistent=False)
+        buffer("gaussian_row", [row_of[i.property] for i in gaussians], torch.long)
+        buffer("gaussian_mean", [[i.mf.params[0]] for i in gaussians])
+        buffer("gaussian_inverse_sigma", [[1.0 / i.mf.params[1]] for i in gaussians])
         exponents = [membership.hedge_exponent(info.hedges) for info in infos]
-        buffer("exponent", [[e] for e in exponents])
-        self._hedged = any(e != 1.0 for e in exponents)
         buffer("negation_sign", [[-1.0 if info.negated else 1.0] for info in infos])
         buffer("negation_offset", [[1.0 if info.negated else 0.0] for info in infos])
-        self._negates = any(info.negated for info in infos)
         # gamma in float64 too, to divide float64 inputs without rounding gamma.
-        gammas = [[float(resolved.scales[p])] for p in self.properties]
+        gammas = [float(resolved.scales[p]) for p in self.properties]
         buffer("gamma", gammas)
         buffer("gamma64", gammas, torch.float64)
-        buffer("column_property", list(self._column_properties), torch.long)
         buffer("term_column", list(self._term_columns), torch.long)
-        buffer("truth_value", [[rule.truth_value] for rule in resolved.rules])
-        buffer("rule_rank", [[float(len(programs) - r)] for r in range(len(programs))])
+        truth_values = [rule.truth_value for rule in resolved.rules]
+        buffer("truth_value", [[tv] for tv in truth_values])
+        self._weighted = any(tv != 1.0 for tv in truth_values)
+
+        # A plain AND rule is a minimum chain over rows: of the column matrix, or,
+        # when no column needs more than its edges (no gaussian, hedge, `not` or
+        # tree anywhere), straight over the edge matrix.
+        self._needs_columns = bool(
+            gaussians
+            or any(e != 1.0 for e in exponents)
+            or any(info.negated for info in infos)
+            or any(not _is_flat_and(p) for p in programs)
+        )
+        self._hedges = tuple((c, e) for c, e in enumerate(exponents) if e != 1.0)
+        self._negates = any(info.negated for info in infos)
+        flat = [
+            (i, _unique([self._term_columns[t] for t in _leaves(p)]))
+            for i, p in enumerate(programs)
+            if _is_flat_and(p)
+        ]
+        self._flat_columns = tuple(flat)
+        self._flat_edges = (
+            ()
+            if self._needs_columns
+            else tuple(
+                (i, _unique([e for c in cols for e in self._column_edges[c]])) for i, cols in flat
+            )
+        )
+        self._trees = tuple(i for i, p in enumerate(programs) if not _is_flat_and(p))
+        self.chunk_size: int | None = None  # regions per pass; None: `_chunk_size` decides
         self.to(device)
 
     @property
@@ -317,45 +388,50 @@ class Scorer(torch.nn.Module):
 
         Big temporaries cost twice on a CPU: each op streams them through
         memory, and each fresh allocation is page-faulted in by the OS. Chunks of
-        about 2^18 elements (1 MB in float32) per temporary avoid both; on a GPU one pass is best.
+        about CHUNK_ELEMENTS elements per temporary and thread avoid both; on a GPU one pass
+        is best.
+        `chunk_size`, when set, overrides both (tests use it to cross chunk borders).
         """
+        if self.chunk_size is not None:
+            return max(1, int(self.chunk_size))
         if self.device.type != "cpu":
             return max(n, 1)
-        return max(4096, (1 << 18) // len(self._column_properties))
+        rows = max(
+            len(self.edge_row), len(self.negation_sign), len(self.properties) + self._negated
+        )
+        return max(4096, CHUNK_ELEMENTS * max(1, torch.get_num_threads()) // rows)
 
     # --- evaluation -----------------------------------------------------------------
 
-    def _grades(self, standardised: torch.Tensor, work: _Workspace) -> torch.Tensor:
-        """Every distinct term's truth `(columns, n)` from the standardised properties `(P, n)`."""
-        shape = (len(self._column_properties), standardised.shape[1])
-        values = torch.index_select(
-            standardised, 0, self.column_property, out=work("values", shape)
+    def _edges(self, signed: torch.Tensor, work: _Workspace) -> torch.Tensor:
+        """Every distinct edge's grade `(edges, n)` from the signed rows `(P + Q, n)`."""
+        shape = (len(self.edge_row), signed.shape[1])
+        edges = torch.index_select(signed, 0, self.edge_row, out=work("edges", shape))
+        return membership.grade_edges(
+            edges,
+            self.edge_left,
+            self.edge_rise,
+            self.edge_step if self._steps else None,
+            mask=work("below", shape, torch.bool) if self._steps else None,
         )
-        grades = work("grades", shape)
-        if False in self._kinds:
-            membership.trapezoid(
-                values,
-                self.linear_left,
-                self.linear_rise,
-                self.linear_right,
-                self.linear_fall,
-                self.linear_low_step if self._low_steps else None,
-                self.linear_high_step if self._high_steps else None,
-                out=grades,
-                scratch=work("scratch", shape),
-            )
-        if True in self._kinds:
+
+    def _columns(self, signed: torch.Tensor, edges: torch.Tensor, work: _Workspace) -> torch.Tensor:
+        """Every distinct term's truth `(columns, n)`: min of its edges, or its gaussian."""
+        n = signed.shape[1]
+        columns = work("columns", (len(self.negation_sign), n))
+        linear = len(self._column_edges)
+        for c, rows in enumerate(self._column_edges):
+            torch.minimum(edges[rows[0]], edges[rows[-1]], out=columns[c])
+        if linear < len(columns):
+            shape = (len(columns) - linear, n)
+            values = torch.index_select(signed, 0, self.gaussian_row, out=work("bell", shape))
             means, inverse_sigmas = self.gaussian_mean, self.gaussian_inverse_sigma
-            if len(self._kinds) == 1:
-                membership.gaussian(values, means, inverse_sigmas, out=grades)
-            else:
-                bell = membership.gaussian(values, means, inverse_sigmas, out=work("bell", shape))
-                torch.where(self.gaussian, bell, grades, out=grades)
-        if self._hedged:
-            membership.apply_hedges(grades, self.exponent)
+            membership.gaussian(values, means, inverse_sigmas, out=columns[linear:])
+        for c, exponent in self._hedges:
+            membership.apply_hedge(columns[c], exponent)
         if self._negates:
-            membership.negate_where(grades, self.negation_sign, self.negation_offset)
-        return grades
+            membership.negate_where(columns, self.negation_sign, self.negation_offset)
+        return columns
 
     def _tree(
         self, program: _Program, columns: torch.Tensor, trace: bool
@@ -385,37 +461,35 @@ class Scorer(torch.nn.Module):
 
     def _score(
         self,
-        standardised: torch.Tensor,
+        signed: torch.Tensor,
         out: dict[str, torch.Tensor],
         trace: bool,
         work: _Workspace,
     ) -> None:
-        """Grade one chunk of regions (standardised `(P, n)`) into slices of `out`."""
-        columns = self._grades(standardised, work)
-        rules, limiting = out["rules"], out.get("limiting")
+        """Grade one chunk of regions (signed rows `(P + Q, n)`) into slices of `out`."""
+        edges = self._edges(signed, work) if len(self.edge_row) else signed[:0]
+        rules = out["rules"]
+        if trace or self._needs_columns:
+            columns = self._columns(signed, edges, work)
+            matrix, flat = columns, self._flat_columns
+        else:  # every column is its edges' minimum: AND straight over the edges
+            matrix, flat = edges, self._flat_edges
         if trace:
+            limiting = out["limiting"]
             for i, program in enumerate(self._programs):
                 truth, limits = self._tree(program, columns, trace=True)
                 rules[i].copy_(truth)
                 limiting[i].copy_(limits)
         else:
-            for i, rows in self._flat:  # AND = min, straight into the output row
-                torch.minimum(columns[rows[0]], columns[rows[-1]], out=rules[i])
+            for i, rows in flat:  # AND = min, straight into the output row
+                torch.minimum(matrix[rows[0]], matrix[rows[-1]], out=rules[i])
                 for row in rows[1:-1]:
-                    torch.minimum(rules[i], columns[row], out=rules[i])
+                    torch.minimum(rules[i], matrix[row], out=rules[i])
             for i in self._trees:
                 rules[i].copy_(self._tree(self._programs[i], columns, trace=False)[0])
-        rules.mul_(self.truth_value)  # eq. 4: TV * truth, the probabilistic operator
+        if self._weighted:
+            rules.mul_(self.truth_value)  # eq. 4: TV * truth, the probabilistic operator
         grade = torch.amax(rules, 0, out=out["grade"])  # eq. 7
-        # The first maximal rule: rule r reaching the grade scores R - r, so the
-        # largest score is the first such rule. sign(rules - grade) + 1 is 1 exactly
-        # where a rule reaches the grade, else 0 (rules <= grade). torch.max along
-        # dim 0 returns the same index, but on a CPU its index kernel (and any
-        # bool-valued comparison) is many times slower than these float passes.
-        reached = torch.sub(rules, grade, out=work("reached", rules.shape)).sign_()
-        score = torch.addcmul(self.rule_rank, reached, self.rule_rank, out=reached)
-        first = torch.amax(score, 0, out=work("first", grade.shape))  # (1 + sign) * rank
-        out["winner"].copy_(first).neg_().add_(len(self._programs))
         torch.ge(grade, self.threshold, out=out["fired"])  # while the chunk is in cache
         if trace:
             out["terms"].copy_(columns.index_select(0, self.term_column))
@@ -444,7 +518,6 @@ class Scorer(torch.nn.Module):
         out = {
             "rules": torch.empty((len(self._programs), n), device=device, dtype=dtype),
             "grade": torch.empty(n, device=device, dtype=dtype),
-            "winner": torch.empty(n, device=device, dtype=torch.long),
             "fired": torch.empty(n, device=device, dtype=torch.bool),
         }
         if trace:
@@ -452,25 +525,28 @@ class Scorer(torch.nn.Module):
             out["terms"] = torch.empty((len(self.terms), n), device=device, dtype=dtype)
             out["standardised"] = torch.empty((len(rows), n), device=device, dtype=dtype)
         # gamma in the inputs' dtype: float64 inputs are divided in float64.
-        gamma = self.gamma64.to(rows[0].dtype)
+        gamma = self.gamma64.to(rows[0].dtype).unbind(0)
+        count, negated = len(rows), self._negated
         step = self._chunk_size(n)
         work = _Workspace(device, dtype)
         for start in range(0, max(n, 1), step):
             end = min(start + step, n)
-            shape = (len(rows), end - start)
-            raw = torch.stack(
-                [row[start:end] for row in rows], out=work("raw", shape, rows[0].dtype)
-            )
-            standardised = membership.standardise(raw, gamma, out=work("standardised", shape))
+            signed = work("signed", (count + negated, end - start))
+            # eq. 16 row by row, straight from the inputs (no stacked copy); the
+            # division is done in the inputs' dtype and rounded once into `signed`.
+            for j, p in enumerate(self._row_property):
+                torch.div(rows[p][start:end], gamma[p], out=signed[j])
+            signed[:count].clamp_(0.0, 1.0)
             if trace:  # before NaN becomes MISSING: the trace shows NaN
-                out["standardised"][:, start:end].copy_(standardised)
-            membership.mark_missing(standardised)
-            self._score(standardised, {k: v[..., start:end] for k, v in out.items()}, trace, work)
-        grade = out["grade"]
+                for j, p in enumerate(self._row_property):
+                    out["standardised"][p, start:end].copy_(signed[j])
+            if negated:
+                torch.neg(signed[:negated], out=signed[count:])
+            membership.mark_missing(signed)  # after negating: MISSING is -inf on every row
+            self._score(signed, {k: v[..., start:end] for k, v in out.items()}, trace, work)
         return ScoreTrace(
-            grade=grade,
+            grade=out["grade"],
             rules=out["rules"].T,
-            winner=out["winner"],
             fired=out["fired"],
             standardised=(
                 dict(zip(self.properties, out["standardised"].unbind(0), strict=True))
@@ -484,7 +560,8 @@ class Scorer(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"rules={len(self.rule_names)}, terms={len(self.terms)}, "
-            f"columns={len(self._column_properties)}, properties={self.properties}, "
+            f"columns={len(self.negation_sign)}, edges={len(self.edge_row)}, "
+            f"properties={self.properties}, "
             f"dtype={self.dtype}"
         )
 

@@ -1,8 +1,8 @@
-"""Membership functions, hedges and standardisation as vectorised torch ops.
+"""Membership functions and hedges as vectorised torch ops.
 
-Each function works on broadcastable shapes, so the compiler grades every term
-of one kind in a single call: standardised values `(K, n)` against parameters
-`(K, 1)`. The semantics are the language contract's (`rules-language.md`),
+Each function works on broadcastable shapes, so the compiler grades every
+trapezoid edge (or gaussian) in a single call: values `(K, n)` against
+parameters `(K, 1)`. The semantics are the language contract's (`rules-language.md`),
 fixed here precisely because grades at the breakpoints decide whether a region
 reaches the threshold:
 
@@ -14,7 +14,8 @@ reaches the threshold:
 - `triangle(a, b, c)` is `trapezoid(a, b, b, c)`, degenerate edges included.
 - `gaussian(mean, sigma) = exp(-(v - mean)^2 / (2 sigma^2))`.
 - Hedges: `very` = x^2, `somewhat` = sqrt(x), applied from the set outward;
-  stacked hedges compose into one power x^(product of exponents).
+  stacked hedges compose into one power x^(product of exponents), a power of
+  two applied as repeated squaring or square roots (`apply_hedge`).
 
 Standardised values are in [0, 1], or `MISSING` (-inf) for a NaN raw value:
 every membership function gives `MISSING` the grade 0 (a missing value belongs
@@ -23,24 +24,15 @@ to no set) without a separate NaN pass over the grades.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from kistrules.builtins import HEDGES
 
 MISSING = float("-inf")  # the standardised stand-in for a NaN raw value
-
-
-def standardise(values: torch.Tensor, gamma: torch.Tensor | float, *, out=None) -> torch.Tensor:
-    """v' = clip(v / gamma, 0, 1) (paper eq. 16 plus the contract's clip); NaN stays NaN.
-
-    Division, not a multiplication by 1/gamma, so that a raw value at a
-    breakpoint (gray = 102 with gamma 255) standardises exactly to it (0.4).
-    `out` may have a narrower dtype than `values`: the division is then done in
-    the wider one and rounded once.
-    """
-    return torch.div(values, gamma, out=out).clamp_(0.0, 1.0)
 
 
 def mark_missing(standardised: torch.Tensor) -> torch.Tensor:
@@ -59,68 +51,86 @@ def as_trapezoid(function: str, params: Sequence[float]) -> tuple[float, float, 
     raise ValueError(f"{function!r} is not a piecewise-linear membership function")
 
 
-def trapezoid_parameters(
-    sets: Sequence[tuple[float, float, float, float]],
-    *,
-    dtype: torch.dtype,
-    device: str | torch.device = "cpu",
-) -> dict[str, torch.Tensor]:
-    """Per-set `(K, 1)` tensors for `trapezoid`: left, rise, right, fall and steps.
+@dataclass(frozen=True)
+class Edge:
+    """One side of a trapezoid that can lower a grade on [0, 1]: clamp((w - left) / rise, 0, 1).
 
-    A sloped edge is evaluated as (v - a) / (b - a): a division, not a
-    multiplication by a reciprocal, so that the grade is correctly rounded
-    (exactly 1 at `b`, and bit-identical to pyfuzzylite and the reference in
-    float64, which matters for regions at exactly the threshold). A shoulder
-    edge becomes the constant (v + 1) / 1 >= 1 on [0, 1] (or (2 - v) / 1), with
-    a step exactly at its breakpoint, so `a == b` gives 1 at v == a and 0 just
-    below it; `MISSING` (-inf) still grades 0 through either form.
+    A rising edge reads the standardised value itself (w = v), a falling edge
+    its negation (w = -v, `sign` -1), so both are one subtract-divide-clamp
+    and each set costs only the edges that can matter (the built-in `low` and
+    `high` one each, not two). A vertical edge inside (0, 1] is the constant
+    grade 1 with a `step`: 0 where w < step. The rise is `rise_to - rise_from`,
+    subtracted in the grading dtype (as the reference does), not in Python.
     """
+
+    sign: float  # 1.0: w = v (rising edge); -1.0: w = -v (falling edge)
+    left: float
+    rise_from: float
+    rise_to: float
+    step: float = float("-inf")  # grade 0 where w < step; -inf: no step
+
+
+def trapezoid_edges(a: float, b: float, c: float, d: float) -> tuple[Edge, ...]:
+    """The edges of `trapezoid(a, b, c, d)` that can lower a grade for v in [0, 1].
+
+    The grade is the minimum of its edges' grades, equal bit for bit to
+    clamp(min((v - a) / (b - a), (d - v) / (d - c)), 0, 1): with w = -v,
+    (w - (-d)) is exactly d - v. A rising edge with b <= 0 grades >= 1 on
+    [0, 1] (and a falling one with c >= 1), so it is left out, as are
+    vertical edges at or beyond the ends. A set with no edge left becomes the
+    constant edge (v + 1) / 1, so that `MISSING` still grades 0.
+    """
+    edges = []
+    if a < b:
+        if b > 0.0:
+            edges.append(Edge(1.0, a, a, b))
+    elif a > 0.0:  # vertical rising edge inside (0, 1]: 1 from a on, 0 below
+        edges.append(Edge(1.0, -1.0, 0.0, 1.0, step=a))
+    if c < d:
+        if c < 1.0:
+            edges.append(Edge(-1.0, -d, c, d))
+    elif d < 1.0:  # vertical falling edge: 1 up to d, 0 above (w < -d)
+        edges.append(Edge(-1.0, -2.0, 0.0, 1.0, step=-d))
+    return tuple(edges) or (Edge(1.0, -1.0, 0.0, 1.0),)
+
+
+def edge_parameters(
+    edges: Sequence[Edge], *, dtype: torch.dtype, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Per-edge `(E, 1)` tensors for `grade_edges`: left, rise and step."""
 
     def column(values) -> torch.Tensor:
         return torch.tensor([[v] for v in values], dtype=dtype, device=device)
 
-    a, b, c, d = (column(s[i] for s in sets) for i in range(4))
-    inf = torch.tensor(float("inf"), dtype=dtype, device=device)
-    rising, falling = b > a, d > c
     return {
-        "left": torch.where(rising, a, -1.0),
-        "rise": torch.where(rising, b - a, 1.0),
-        "low_step": torch.where(rising, -inf, a),
-        "right": torch.where(falling, d, 2.0),
-        "fall": torch.where(falling, d - c, 1.0),
-        "high_step": torch.where(falling, inf, d),
+        "left": column(e.left for e in edges),
+        "rise": column(e.rise_to for e in edges) - column(e.rise_from for e in edges),
+        "step": column(e.step for e in edges),
     }
 
 
-def trapezoid(
-    values: torch.Tensor,
+def grade_edges(
+    signed: torch.Tensor,
     left: torch.Tensor,
     rise: torch.Tensor,
-    right: torch.Tensor,
-    fall: torch.Tensor,
-    low_step: torch.Tensor | None = None,
-    high_step: torch.Tensor | None = None,
+    step: torch.Tensor | None = None,
     *,
-    out: torch.Tensor | None = None,
-    scratch: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """clamp(min((v - left) / rise, (right - v) / fall), 0, 1), with steps.
+    """In place: signed values `(E, n)` (w, `MISSING` for NaN) -> each edge's grade.
 
-    Parameters come from `trapezoid_parameters`. `low_step`/`high_step` zero
-    the grade where v < low_step or v > high_step; pass None when no step lies
-    inside (0, 1) (the built-in `low` steps at 0 and `high` at 1, so neither is
-    needed), which saves a pass each. `out` and `scratch` (shaped like the
-    result) let a caller reuse buffers across chunks: on a CPU, fresh large
-    temporaries are page-faulted in again and again.
+    clamp((w - left) / rise, 0, 1), then 0 where w < step. A division, not a
+    multiplication by 1/rise, so that the grade is correctly rounded: exactly 1
+    at a breakpoint, and bit-identical to pyfuzzylite and the reference in
+    float64 (a region at exactly the threshold fires in both or neither).
+    Pass `step` only when some edge has one (None saves two passes); `mask`
+    is an optional bool buffer shaped like `signed`, reused across chunks.
     """
-    grade = torch.sub(values, left, out=out).div_(rise)
-    falling = torch.sub(right, values, out=scratch).div_(fall)
-    grade = torch.minimum(grade, falling, out=grade).clamp_(0.0, 1.0)
-    if low_step is not None:
-        grade = grade.masked_fill_(values < low_step, 0.0)
-    if high_step is not None:
-        grade = grade.masked_fill_(values > high_step, 0.0)
-    return grade
+    below = torch.lt(signed, step, out=mask) if step is not None else None
+    grades = signed.sub_(left).div_(rise).clamp_(0.0, 1.0)
+    if below is not None:
+        grades.masked_fill_(below, 0.0)
+    return grades
 
 
 def gaussian(
@@ -142,20 +152,20 @@ def grade_set(function: str, params: Sequence[float], values: torch.Tensor) -> t
     itself grades all its terms at once.
     """
     column = values.reshape(1, -1)
+    like = {"dtype": values.dtype, "device": values.device}
     if function == "gaussian":
         mean, sigma = params
-        like = {"dtype": values.dtype, "device": values.device}
         grades = gaussian(
             column, torch.tensor([[mean]], **like), torch.tensor([[1.0 / sigma]], **like)
         )
-    else:
-        p = trapezoid_parameters(
-            [as_trapezoid(function, params)], dtype=values.dtype, device=values.device
-        )
-        grades = trapezoid(
-            column, p["left"], p["rise"], p["right"], p["fall"], p["low_step"], p["high_step"]
-        )
-    return grades.reshape(values.shape)
+        return grades.reshape(values.shape)
+    edges = trapezoid_edges(*as_trapezoid(function, params))
+    p = edge_parameters(edges, **like)
+    sign = torch.tensor([[e.sign] for e in edges], **like)
+    signed = torch.where(column == MISSING, MISSING, column * sign)  # MISSING stays -inf
+    has_step = any(e.step != float("-inf") for e in edges)
+    grades = grade_edges(signed, p["left"], p["rise"], p["step"] if has_step else None)
+    return grades.amin(0).reshape(values.shape)
 
 
 def hedge_exponent(hedges: Iterable[str]) -> float:
@@ -169,9 +179,22 @@ def hedge_exponent(hedges: Iterable[str]) -> float:
     return exponent
 
 
-def apply_hedges(grades: torch.Tensor, exponent: torch.Tensor | float) -> torch.Tensor:
-    """In place: grades ** exponent; grades are in [0, 1] and exponents positive (no NaN)."""
-    return grades.pow_(exponent)
+def apply_hedge(grades: torch.Tensor, exponent: float) -> torch.Tensor:
+    """In place: grades ** exponent, for grades in [0, 1] and a positive exponent (no NaN).
+
+    `very` and `somewhat` compose into powers of two, applied as repeated
+    x * x or sqrt(x): both are correctly rounded elementwise, whereas `pow`
+    with a general exponent may round differently in torch's vectorised body
+    and its scalar tail, so a grade could depend on where a chunk ends.
+    """
+    mantissa, power = math.frexp(exponent)  # exponent = mantissa * 2**power
+    if mantissa != 0.5:
+        return grades.pow_(exponent)
+    for _ in range(power - 1):
+        grades.mul_(grades)
+    for _ in range(1 - power):
+        grades.sqrt_()
+    return grades
 
 
 def negate(grades: torch.Tensor) -> torch.Tensor:
