@@ -255,6 +255,11 @@ def training_config(
 METRICS = (("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO"), ("image_auroc", "image AUROC"))
 
 
+def _signed(difference: float) -> str:
+    """One decimal, or two when one would print a real difference as +0.0."""
+    return f"{difference:+.1f}" if abs(difference) >= 0.05 else f"{difference:+.2f}"
+
+
 def results_table(baseline: dict, kist: dict, *, title: str):
     """Both arms, without and with the guided filter, and KIST minus the baseline."""
     from rich.table import Table
@@ -264,15 +269,15 @@ def results_table(baseline: dict, kist: dict, *, title: str):
     for post in ("w/o filter", "guided filter"):
         for _, name in METRICS:
             table.add_column(f"{name}\n{post}", justify="right")
-    rows = (("baseline (lambda = 0)", baseline), ("KIST", kist))
+    rows = (("control", baseline), ("KIST", kist))
     for label, result in rows:
         table.add_row(
             label, *[f"{result[p][m]:.1f}" for p in ("raw", "filtered") for m, _ in METRICS]
         )
     diffs = [kist[p][m] - baseline[p][m] for p in ("raw", "filtered") for m, _ in METRICS]
     table.add_row(
-        "KIST - baseline",
-        *[f"[{'green' if d > 0 else 'red'}]{d:+.1f}[/]" for d in diffs],
+        "KIST - control",
+        *[f"[{'green' if d > 0 else 'red'}]{_signed(d)}[/]" for d in diffs],
         style="bold",
     )
     return table
@@ -373,10 +378,12 @@ def run_demo(
         console.print(f"[2/{steps}] rulebook {escape(str(rulebook))}: kistrules check is clean")
         arms = {}
         for step, (name, is_baseline) in enumerate((("baseline", True), ("kist", False)), 3):
-            what = "equal-training control (lambda = 0)" if is_baseline else "KIST"
-            if not is_baseline:
-                what += ", from the control's initial model"
-            console.print(f"[{step}/{steps}] training the {what} on the CPU ...")
+            what = (
+                "the equal-training control (lambda = 0)"
+                if is_baseline
+                else "KIST from the control's initial model"
+            )
+            console.print(f"[{step}/{steps}] training {what} on the CPU ...")
             config = training_config(
                 data, out / name, rulebook, sizes=sizes, seed=seed, baseline=is_baseline
             )
@@ -387,7 +394,8 @@ def run_demo(
         console.print(f"[5/{steps}] evaluating both arms on the test set ...")
         baseline = evaluate_run(arms["baseline"], data, device="cpu")
         kist = evaluate_run(arms["kist"], data, device="cpu")
-        console.print(results_table(baseline, kist, title=f"pixel-level results, % (seed {seed})"))
+        title = f"results, % (seed {seed}); control = the same training with lambda = 0"
+        console.print(results_table(baseline, kist, title=title))
         console.print(f"[6/{steps}] explaining one test image and plotting the rulebook ...")
         scorer = load(rulebook).compile(device="cpu")
         overlay, model_overlay = _explain_example(scorer, data, arms["kist"], out)

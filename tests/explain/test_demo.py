@@ -83,7 +83,7 @@ def test_fast_demo_runs_end_to_end(fast_demo):
             assert all(0.0 <= v <= 100.0 for v in arm[post].values())
     assert result.baseline["baseline"] is True and result.kist["baseline"] is False
     console = (result.out.parent / "console.txt").read_text()
-    assert "KIST - baseline" in console and "explain overlay" in console
+    assert "KIST - control" in console and "explain overlay" in console
     with Image.open(result.overlay) as overlay:
         assert overlay.size[1] >= 448
 
@@ -100,3 +100,12 @@ def test_demo_command_is_one_line_on_a_bad_out(tmp_path: Path):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "cannot create" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("difference", "text"), [(0.6, "+0.6"), (0.048, "+0.05"), (-0.02, "-0.02"), (-1.25, "-1.2")]
+)
+def test_differences_never_print_a_real_change_as_zero(difference, text):
+    from kist_train.demo import _signed
+
+    assert _signed(difference) == text
