@@ -89,24 +89,30 @@ def write_rulebook(path: Path, text: str = BLOB_RULEBOOK) -> Path:
     return path
 
 
+# The training tests' run: a 24 px, width-4 CAE that trains in seconds.
+TINY_RUN = dict(
+    size=24,
+    width=4,
+    depth=2,
+    epochs=3,
+    iterations=2,
+    update_epochs=1,
+    batch_size=6,
+    anomalous_per_batch=2,
+    device="cpu",
+)
+
+
 def tiny_config(dataset: tuple[Path, Path], out: Path, **changes):
-    """The training tests' TrainConfig: a 24 px, width-4 CAE that trains in seconds."""
+    """The training tests' TrainConfig: `TINY_RUN` on `dataset`, with `changes`."""
     from kist_train.config import TrainConfig
 
     data, rulebook = dataset
-    settings = dict(
-        data=str(data),
-        out=str(out),
-        rulebook=str(rulebook),
-        size=24,
-        width=4,
-        depth=2,
-        epochs=3,
-        iterations=2,
-        update_epochs=1,
-        batch_size=6,
-        anomalous_per_batch=2,
-        device="cpu",
-    )
+    settings = dict(data=str(data), out=str(out), rulebook=str(rulebook), **TINY_RUN)
     settings.update(changes)
     return TrainConfig(**settings)
+
+
+def tiny_cli_args(**changes) -> list[str]:
+    """`TINY_RUN` with `changes` as `kistrules train` options (subprocess tests)."""
+    return [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY_RUN, **changes}.items()]
