@@ -38,20 +38,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pred")
     data = syn.make_dataset(root / "d", n_good=10, n_anomalous=2)
     rules = syn.write_rulebook(root / "b.rules")
-    config = TrainConfig(
-        data=str(data),
-        out=str(root / "run"),
-        rulebook=str(rules),
-        size=24,
-        width=4,
-        depth=2,
-        epochs=3,
-        iterations=1,
-        update_epochs=1,
-        batch_size=6,
-        anomalous_per_batch=2,
-        device="cpu",
-    )
+    config = syn.tiny_config((data, rules), root / "run", iterations=1)
     run_dir = train(config, console=Console(quiet=True), progress=False)
     return run_dir, data, rules
 
