@@ -19,7 +19,17 @@ PUSH_MODES = ("paper", "margin")
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads"})
 
 # Fields that decide the initial model (eq. 8 phase); `init_from` requires them equal.
-INITIAL_FIELDS = ("model", "width", "depth", "size", "epochs", "batch_size", "lr", "seed")
+INITIAL_FIELDS = (
+    "model",
+    "width",
+    "depth",
+    "skip_from",
+    "size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class TrainConfig:
     model: str = "cae"
     width: int = 32
     depth: int = 4
+    # U-Net only: finest level with a skip (0 = full resolution, which learns the identity).
+    skip_from: int = 2
     size: int = 128
     epochs: int = 50
     iterations: int = 5
@@ -116,6 +128,13 @@ class TrainConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value!r}")
+        if self.skip_from < 0:
+            raise UsageError(f"--skip-from must be >= 0, got {self.skip_from!r}")
+        if self.model == "unet" and self.skip_from >= self.depth:
+            raise UsageError(
+                f"--skip-from {self.skip_from} leaves a depth-{self.depth} U-Net no skip "
+                f"(levels 0..{self.depth - 1}): lower it, or use --model cae"
+            )
         if self.size < 8:
             raise UsageError(f"--size {self.size} is too small (at least 8 px)")
         if self.anomalous_per_batch >= self.batch_size:

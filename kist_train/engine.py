@@ -735,7 +735,9 @@ def _train(
     run_dir = ctx.main_first(lambda: _prepare_run_dir(config, resume=resume, force=force))
 
     torch.manual_seed(config.seed)
-    model_config = ModelConfig(kind=config.model, width=config.width, depth=config.depth)
+    model_config = ModelConfig(
+        kind=config.model, width=config.width, depth=config.depth, skip_from=config.skip_from
+    )
     model = build_model(model_config).to(device)
     # DDP: BatchNorm over all ranks, then the wrapper; the optimiser sees the converted model.
     net = distributed.wrap(ctx, model, device) if ctx.active else None

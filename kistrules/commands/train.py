@@ -85,6 +85,10 @@ def train_command(
     model: Annotated[str, typer.Option("--model", help="cae | unet")] = "cae",
     width: Annotated[int, typer.Option(help="Channels of the first level.")] = 32,
     depth: Annotated[int, typer.Option(help="Down-sampling levels.")] = 4,
+    skip_from: Annotated[
+        int,
+        typer.Option(help="U-Net: finest level with a skip (0 = full resolution; copies input)."),
+    ] = 2,
     size: Annotated[int, typer.Option(help="Square working size in pixels.")] = 128,
     epochs: Annotated[int, typer.Option(help="Epochs of the initial model (eq. 8).")] = 50,
     iterations: Annotated[int, typer.Option(help="Self-training iterations I.")] = 5,
@@ -155,6 +159,7 @@ def train_command(
             model=model,
             width=width,
             depth=depth,
+            skip_from=skip_from,
             size=size,
             epochs=epochs,
             iterations=iterations,

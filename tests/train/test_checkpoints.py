@@ -89,8 +89,9 @@ def test_round_trip_weights_meta_and_optimizer(tmp_path, monkeypatch):
 
 
 def test_load_model_from_run_reproduces_outputs(tmp_path):
-    model, _ = _trained(ModelConfig(kind="unet", width=4, depth=2, in_channels=3))
-    save_checkpoint(tmp_path, "initial", model, _meta(ModelConfig("unet", 4, 2, 3)))
+    config = ModelConfig(kind="unet", width=4, depth=2, in_channels=3, skip_from=1)
+    model, _ = _trained(config)
+    save_checkpoint(tmp_path, "initial", model, _meta(config))
     loaded, meta = load_model_from_run(tmp_path, device="cpu")
     assert meta["model"]["kind"] == "unet"
     assert not loaded.training

@@ -145,6 +145,21 @@ def test_bad_option_values(tmp_path):
     _one_line_error(result, 2, "x.rules")
 
 
+def test_unet_skip_from_reaches_the_checkpoint_or_is_refused(tmp_path):
+    data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
+    # TINY has depth 2: the default skip_from 2 would leave the U-Net no skip at all.
+    result = _train(data, tmp_path / "o", "--model", "unet")
+    _one_line_error(result, 2, "--skip-from 2 leaves a depth-2 U-Net no skip")
+    assert not (tmp_path / "o").exists()
+    result = _train(data, tmp_path / "u", "--model", "unet", "--skip-from", "1",
+                    "--stop-after", "initial")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "u" / "checkpoints" / "initial.json").read_text())
+    assert saved["meta"]["model"] == {
+        "kind": "unet", "width": 4, "depth": 2, "in_channels": 1, "skip_from": 1
+    }  # fmt: skip
+
+
 def test_bad_rulebook_is_one_line(tmp_path):
     data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
     rules = tmp_path / "bad.rules"

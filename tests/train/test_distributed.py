@@ -88,7 +88,7 @@ from kist_train.models import ModelConfig, build_model
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 ctx, device = d.setup("cpu", 6, 2)
 torch.manual_seed(0)
-model = build_model(ModelConfig(kind=sys.argv[2], width=4, depth=2))
+model = build_model(ModelConfig(kind=sys.argv[2], width=4, depth=2, skip_from=1))
 net = d.wrap(ctx, model, torch.device("cpu"))
 gen = torch.Generator().manual_seed(1)
 x = torch.rand((7, 1, 16, 16), generator=gen)          # 7 = uneven shards (4 + 3)
@@ -116,7 +116,7 @@ def _reference_step(kind: str, phase: str) -> dict[str, torch.Tensor]:
     from kist_train.models import ModelConfig, build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, width=4, depth=2))
+    model = build_model(ModelConfig(kind=kind, width=4, depth=2, skip_from=1))
     gen = torch.Generator().manual_seed(1)
     x = torch.rand((7, 1, 16, 16), generator=gen)
     pl = torch.rand((7, 16, 16), generator=gen) > 0.7

@@ -30,7 +30,7 @@ def test_tiny_image_smaller_than_padding_still_works():
 
 @pytest.mark.parametrize("kind", ["cae", "unet"])
 def test_deterministic_given_seed(kind):
-    config = ModelConfig(kind=kind, width=4, depth=2)
+    config = ModelConfig(kind=kind, width=4, depth=3)
     x = torch.rand(2, 1, 20, 20)
     torch.manual_seed(123)
     a = build_model(config).eval()
@@ -42,12 +42,41 @@ def test_deterministic_given_seed(kind):
     assert not torch.equal(a(x), c(x))
 
 
-def test_unet_has_skips_cae_does_not():
-    cae = build_model(ModelConfig(kind="cae", width=4, depth=2))
-    unet = build_model(ModelConfig(kind="unet", width=4, depth=2))
-    # The U-Net's decoder fuses twice the channels at each level.
-    assert unet.up[0].fuse[0].in_channels == 2 * cae.up[0].fuse[0].in_channels
+@pytest.mark.parametrize("skip_from", [0, 1, 2, 3])
+def test_unet_skips_exactly_from_skip_from(skip_from):
+    cae = build_model(ModelConfig(kind="cae", width=4, depth=4))
+    unet = build_model(ModelConfig(kind="unet", width=4, depth=4, skip_from=skip_from))
+    # self.up runs from the deepest level (3) to full resolution (0); a skip doubles
+    # the channels the decoder fuses at that level.
+    for level, (u, c) in zip(reversed(range(4)), zip(unet.up, cae.up, strict=True), strict=True):
+        ratio = u.fuse[0].in_channels // c.fuse[0].in_channels
+        assert ratio == (2 if level >= skip_from else 1), level
     assert sum(p.numel() for p in unet.parameters()) > sum(p.numel() for p in cae.parameters())
+
+
+def test_unet_output_ignores_encoder_levels_below_skip_from():
+    """With skip_from=2 no full-resolution path exists: the output depends on the
+    input only through features at 1/4 resolution or coarser."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="unet", width=4, depth=3, skip_from=2)).eval()
+    x = torch.rand(1, 1, 32, 32)
+    seen = []
+    hooks = [model.up[-1].register_forward_hook(lambda m, i, o: seen.append(i))]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    decoder_state, skip = seen[0]
+    assert skip is None  # the full-resolution decoder block gets no encoder features
+    assert decoder_state.shape[-1] == 16  # only the half-resolution decoder state
+
+
+def test_unet_without_any_skip_is_refused():
+    with pytest.raises(ValueError, match="skip_from 2 leaves none"):
+        ModelConfig(kind="unet", depth=2, skip_from=2)
+    with pytest.raises(ValueError, match="skip_from"):
+        ModelConfig(kind="unet", skip_from=-1)
+    assert ModelConfig(kind="cae", depth=2, skip_from=2).depth == 2  # ignored by the CAE
 
 
 def test_channels_capped_at_eight_times_width():
@@ -59,7 +88,7 @@ def test_channels_capped_at_eight_times_width():
 @pytest.mark.parametrize("kind", ["cae", "unet"])
 def test_training_steps_reduce_mse(kind):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, width=8, depth=2))
+    model = build_model(ModelConfig(kind=kind, width=8, depth=2, skip_from=1))
     x = torch.rand(4, 1, 24, 24) * 0.5 + 0.25
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
@@ -80,7 +109,13 @@ def test_training_steps_reduce_mse(kind):
 def test_config_round_trip_and_bad_dicts():
     config = ModelConfig(kind="unet", width=16, depth=3, in_channels=3)
     assert ModelConfig.from_dict(config.to_dict()) == config
-    assert config.to_dict() == {"kind": "unet", "width": 16, "depth": 3, "in_channels": 3}
+    assert config.to_dict() == {
+        "kind": "unet",
+        "width": 16,
+        "depth": 3,
+        "in_channels": 3,
+        "skip_from": 2,
+    }
     with pytest.raises(CheckpointError, match="unknown model config key"):
         ModelConfig.from_dict({**config.to_dict(), "dropout": 0.1})
     with pytest.raises(CheckpointError, match="kind"):
