@@ -87,7 +87,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        # U-Net runs saved before skip_from existed had skips at every level.
+        legacy = {"skip_from": 0} if data.get("model") == "unet" else {}
+        return cls(**{**legacy, **data})
 
     @property
     def effective_lam(self) -> float:

@@ -89,7 +89,9 @@ class ModelConfig:
                 f"expected {', '.join(sorted(known))}"
             )
         try:
-            return cls(**d)
+            # U-Net checkpoints written before skip_from existed skipped at every level.
+            legacy = {"skip_from": 0} if d.get("kind") == "unet" else {}
+            return cls(**{**legacy, **d})
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"bad model config: {err}") from err
 

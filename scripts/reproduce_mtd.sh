@@ -5,7 +5,7 @@
 #
 # SIZE=128 (default) runs the main table: CAE, seeds 0 and 1, control, KIST with
 # rulebooks/mtd_tuned.rules and (seed 0) KIST with the faithful Table I rulebook;
-# then the U-Net pair (seed 0; not yet in docs/results.md at 128 px).
+# then the U-Net (skips from 1/4 resolution, the default) with the same seeds.
 # SIZE=64 runs the earlier 64 px table, which also has the U-Net, the paper's push
 # and a 10-sigma margin. DATA_DIR defaults to ../shared/datasets/mtd (the
 # development split), RUNS_DIR to ../runs/mtd$SIZE; both live outside the
@@ -32,11 +32,13 @@ evaluate() {  # evaluate NAME
   "$KIST" evaluate --model "$RUNS/$1" --data "$DATA" --device cpu > "$RUNS/$1.eval.txt"
 }
 
-initial() {  # initial MODEL SEED NAME: the initial model (eq. 8) only, evaluated
+initial() {  # initial MODEL SEED NAME [options...]: the initial model (eq. 8) only, evaluated
+  local model=$1 seed=$2 name=$3
+  shift 3
   # shellcheck disable=SC2046
-  "$KIST" train $(options "$2") --model "$1" --baseline --stop-after initial \
-    --out "$RUNS/$3" > "$RUNS/$3.log" 2>&1
-  evaluate "$3"
+  "$KIST" train $(options "$seed") --model "$model" --baseline --stop-after initial \
+    --out "$RUNS/$name" "$@" > "$RUNS/$name.log" 2>&1
+  evaluate "$name"
 }
 
 arm() {  # arm MODEL SEED INIT NAME [options...]: one arm from a shared initial model
@@ -59,13 +61,14 @@ TUNED=rulebooks/mtd_tuned.rules
 TABLE1=rulebooks/mtd.rules
 if [ "$SIZE" = 64 ]; then
   initial cae 0 init_cae &
-  initial unet 0 init_unet &
+  # The 64 px U-Net had skips at every level (--skip-from 0, the old default).
+  initial unet 0 init_unet --skip-from 0 &
   wait
   arm cae 0 init_cae cae_baseline --baseline &
   arm cae 0 init_cae cae_kist_tuned --rulebook "$TUNED" &
   wait
-  arm unet 0 init_unet unet_baseline --baseline &
-  arm unet 0 init_unet unet_kist_tuned --rulebook "$TUNED" &
+  arm unet 0 init_unet unet_baseline --baseline --skip-from 0 &
+  arm unet 0 init_unet unet_kist_tuned --rulebook "$TUNED" --skip-from 0 &
   wait
   arm cae 0 init_cae cae_kist_table1 --rulebook "$TABLE1" &
   arm cae 0 init_cae cae_kist_tuned_paper --rulebook "$TUNED" --push paper &
@@ -87,10 +90,15 @@ else
   arm cae 1 init_cae_s1 cae_baseline_s1 --baseline &
   wait
   arm cae 1 init_cae_s1 cae_kist_tuned_s1 --rulebook "$TUNED" &
+  wait
   initial unet 0 init_unet &
+  initial unet 1 init_unet_s1 &
   wait
   arm unet 0 init_unet unet_baseline --baseline &
   arm unet 0 init_unet unet_kist_tuned --rulebook "$TUNED" &
+  wait
+  arm unet 1 init_unet_s1 unet_baseline_s1 --baseline &
+  arm unet 1 init_unet_s1 unet_kist_tuned_s1 --rulebook "$TUNED" &
   wait
 fi
 
@@ -101,6 +109,10 @@ for rules in mtd mtd_tuned; do
   audit init_cae "$rules"
   audit init_cae_s1 "$rules"
 done
+if [ "$SIZE" != 64 ]; then
+  audit init_unet mtd_tuned
+  audit init_unet_s1 mtd_tuned
+fi
 for phase in update_1 update_2 update_3 update_4 update_5; do
   audit cae_kist_tuned mtd_tuned "$phase"
 done

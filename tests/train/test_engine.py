@@ -211,3 +211,9 @@ def test_init_from_shares_the_initial_model_exactly(dataset, tmp_path):
             console=_quiet(),
             progress=False,
         )
+
+
+def test_runs_saved_before_skip_from_keep_their_architecture():
+    old_unet = {"data": "d", "out": "o", "model": "unet", "width": 4, "depth": 2}
+    assert TrainConfig.from_dict(old_unet).skip_from == 0  # skips at every level, as then
+    assert TrainConfig.from_dict({**old_unet, "model": "cae"}).skip_from == 2  # unused by the CAE

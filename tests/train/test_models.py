@@ -132,3 +132,11 @@ def test_wrong_channel_count_is_rejected():
     model = build_model(ModelConfig(width=4, depth=2))
     with pytest.raises(ValueError, match="expected"):
         model(torch.rand(1, 3, 16, 16))
+
+
+def test_unet_checkpoints_from_before_skip_from_load_with_every_skip():
+    old = {"kind": "unet", "width": 4, "depth": 3, "in_channels": 1}
+    assert ModelConfig.from_dict(old).skip_from == 0
+    assert ModelConfig.from_dict({**old, "kind": "cae"}) == ModelConfig(
+        kind="cae", width=4, depth=3
+    )
