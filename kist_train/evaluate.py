@@ -26,9 +26,16 @@ def _scores(maps: list[np.ndarray], masks: list[np.ndarray], labels: np.ndarray)
 
 
 def evaluate_run(
-    run_dir: str | Path, data_dir: str | Path, *, device: str = "auto", batch_size: int = 16
+    run_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    phase: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the run's final model on DATA/test.
+    """Evaluate the run's final model (or the checkpoint of `phase`) on DATA/test.
+
+    Evaluating every phase shows when KIST pulls ahead of, or falls behind, its control.
 
     Returns:
         {"raw": {metric: %}, "filtered": {metric: %}, "run": ..., "data": ...,
@@ -37,7 +44,7 @@ def evaluate_run(
     from kist_train.data import load_dataset
     from kist_train.predict import load_run, maps_both
 
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, device=device, phase=phase)
     dataset = load_dataset(data_dir)
     items = dataset.require_test()
     raw: list[np.ndarray] = []

@@ -222,16 +222,23 @@ def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Where to write (default RUN/evaluation.json).")
+        Path | None,
+        typer.Option(
+            "--json", help="Where to write (default RUN/evaluation.json, or evaluation_PHASE.json)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    phase: Annotated[
+        str | None, typer.Option(help="Checkpoint to evaluate (e.g. update_2; default: the last).")
+    ] = None,
 ) -> None:
     """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
     with one_line_errors():
         from kist_train.evaluate import evaluate_run, format_table
 
-        result = evaluate_run(model, data, device=device)
-        target = json_path or model / "evaluation.json"
+        result = evaluate_run(model, data, device=device, phase=phase)
+        default_name = f"evaluation_{phase}.json" if phase else "evaluation.json"
+        target = json_path or model / default_name
         _write_json(target, result)
     typer.echo(format_table(result))
     stderr.print(f"written {target}", markup=False, highlight=False)

@@ -71,6 +71,16 @@ def test_evaluate_prints_table_and_writes_json(run, tmp_path):
     assert f"{written['filtered']['pixel_auroc']:.1f}" in result.stdout
 
 
+def test_evaluate_a_phase_writes_beside_the_final_evaluation(run):
+    run_dir, data, _ = run
+    result = _invoke("evaluate", "--model", run_dir, "--data", data, "--phase", "initial")
+    assert result.exit_code == 0, result.output
+    written = json.loads((run_dir / "evaluation_initial.json").read_text())
+    assert written["phase"] == "initial"
+    result = _invoke("evaluate", "--model", run_dir, "--data", data, "--phase", "nope")
+    _one_line_error(result, 1, "does not exist")
+
+
 def test_predict_and_audit(run, tmp_path):
     run_dir, data, rules = run
     result = _invoke("predict", "--model", run_dir, "--input", data / "test", "--out", tmp_path)
