@@ -11,8 +11,9 @@
 # development split), RUNS_DIR to ../runs/mtd$SIZE; both live outside the
 # repository. Existing runs in RUNS_DIR are replaced. Two trainings run side by
 # side with one torch thread each (on a 2-core CPU that is several times faster
-# than one process with two threads). At 128 px: 20-40 minutes per initial
-# model and 15-20 per arm on a 2-core CPU, about 3 hours in all.
+# than one process with two threads). At 128 px: 20-50 minutes per initial
+# model and 15-40 per arm on a 2-core CPU (the range is two machines), 3-5
+# hours in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-128}
@@ -30,6 +31,13 @@ options() {  # options SEED
 
 evaluate() {  # evaluate NAME
   "$KIST" evaluate --model "$RUNS/$1" --data "$DATA" --device cpu > "$RUNS/$1.eval.txt"
+}
+
+phases() {  # phases NAME: evaluate the update phases before the last
+  for phase in update_1 update_2 update_3 update_4; do
+    "$KIST" evaluate --model "$RUNS/$1" --data "$DATA" --device cpu --phase "$phase" \
+      > "$RUNS/$1.eval_$phase.txt"
+  done
 }
 
 initial() {  # initial MODEL SEED NAME [options...]: the initial model (eq. 8) only, evaluated
@@ -94,6 +102,9 @@ else
   wait
   arm cae 2 init_cae_s2 cae_baseline_s2 --baseline &
   arm cae 2 init_cae_s2 cae_kist_tuned_s2 --rulebook "$TUNED" &
+  wait
+  phases cae_baseline_s2 &
+  phases cae_kist_tuned_s2 &
   wait
   initial unet 0 init_unet &
   initial unet 1 init_unet_s1 &
