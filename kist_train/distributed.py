@@ -217,7 +217,13 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 0.0
+                # momentum None: the cumulative average, as nn.BatchNorm2d (and
+                # torch's update_bn, kist_train.batchnorm) define it.
+                momentum = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
                 unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean.to(x.dtype))
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(x.dtype))

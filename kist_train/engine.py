@@ -3,7 +3,9 @@
 Phases, in order: "initial" (eq. 8 on normal images, flips and small rotations),
 then for i = 1..I: "labels_i" (mu_e, sigma_e over normal training pixels; eq. 9-12
 through the compiled rulebook) and "update_i" (eq. 13). The baseline arm runs the
-very same phases, batches and learning rates with lambda = 0.
+very same phases, batches and learning rates with lambda = 0. Every training phase
+ends by re-estimating the BatchNorm statistics over augmented normal images
+(kist_train.batchnorm), then mu_e, sigma_e; the weights are not touched there.
 
 Reproducibility: normal-image batches and their augmentation come from one
 generator, anomalous-image sampling from another, so both arms see identical
@@ -41,15 +43,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from kist_train.augment import augment_labelled, augment_normal
 from kist_train.config import TrainConfig
 from kistrules.errors import CheckpointError, KistrulesError, UsageError
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 PARTIAL_DIR = "partial"  # RUN_DIR/partial: the interrupted phase at an epoch boundary
-MAX_ROTATION_DEG = 10.0
 
 
 def phase_names(iterations: int) -> list[str]:
@@ -130,46 +131,6 @@ class _State:
     dist: Any = None
     net: torch.nn.Module | None = None
     sigint: _Sigint | None = None  # set while train() runs its phases
-
-
-# ----------------------------------------------------------------- augmentation
-
-
-def _flip(x: torch.Tensor, flip_h: torch.Tensor, flip_v: torch.Tensor) -> torch.Tensor:
-    x = torch.where(flip_h.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
-    return torch.where(flip_v.view(-1, *[1] * (x.dim() - 1)), x.flip(-2), x)
-
-
-def _rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Rotate each image of (B, 1, H, W) by its angle, reflecting at the borders."""
-    theta = degrees * (math.pi / 180.0)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    zero = torch.zeros_like(cos)
-    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(affine, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def augment_normal(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random flips and a small rotation (|angle| <= 10 degrees) per image.
-
-    Random numbers are drawn on the CPU from `gen` and moved to x's device, so the
-    same seed gives the same batches on any device.
-    """
-    n = x.shape[0]
-    flips = torch.rand((2, n), generator=gen) < 0.5
-    angles = (torch.rand(n, generator=gen) * 2 - 1) * MAX_ROTATION_DEG
-    x = _flip(x, flips[0].to(x.device), flips[1].to(x.device))
-    return _rotate(x, angles.to(x.device, x.dtype))
-
-
-def augment_labelled(
-    x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flips only for anomalous images, applied to image and pseudo-label alike (exact)."""
-    n = x.shape[0]
-    flips = (torch.rand((2, n), generator=gen) < 0.5).to(x.device)
-    return _flip(x, flips[0], flips[1]), _flip(labels, flips[0], flips[1])
 
 
 # ----------------------------------------------------------------- small pieces
@@ -788,6 +749,10 @@ def _train(
                 )
     if start == 0 and config.init_from is not None:
         _start_from_initial(config, state, device)
+        if not state.log[0].get("batchnorm_recomputed"):
+            # An initial model saved before BatchNorm statistics were recomputed at the
+            # end of each phase: settle it now (its weights and generators are unchanged).
+            state.log[0].update(_settle_model(config, state, data))
         state.log[0]["init_from"] = str(config.init_from)
         meta = _meta(config, state, model_config, rulebook_text, "initial", data)
         _save_phase_on_main(run_dir, "initial", state, meta)
@@ -825,19 +790,7 @@ def _train(
             if resumed_at is not None:
                 entry["resumed_after_epoch"] = resumed_at
             if not phase.startswith("labels_"):
-                # mu_e, sigma_e of the model just trained (eq. 9 of the next labelling;
-                # predict / audit / explain --model use those of the final model).
-                stats_of = distributed.residual_statistics if ctx.active else None
-                if stats_of is not None:  # float64 sums of each rank's shard, all-reduced
-                    mu, sigma = stats_of(
-                        ctx, state.model, data.normal, batch_size=max(config.batch_size, 64)
-                    )
-                else:
-                    mu, sigma = residual_statistics(
-                        state.model, data.normal, batch_size=max(config.batch_size, 64)
-                    )
-                state.stats["mu_e"], state.stats["sigma_e"] = mu, sigma
-                entry["mu_e"], entry["sigma_e"] = mu, sigma
+                entry.update(_settle_model(config, state, data))
             entry = {"phase": phase, "seconds": round(time.perf_counter() - began, 3), **entry}
             if ctx.active:
                 # Every rank's weights, hashed: DDP must keep them identical.
@@ -856,6 +809,27 @@ def _train(
                 raise Interrupted(phase, None)  # this phase is complete on disk
         state.sigint = None
     return run_dir
+
+
+def _settle_model(config: TrainConfig, state: _State, data: _Data) -> dict[str, Any]:
+    """End of a training phase: precise BatchNorm statistics, then mu_e, sigma_e of the
+    model as it will predict (eq. 9 of the next labelling; predict / audit / explain
+    use those of the final model). Returns the figures for the phase's log entry."""
+    from kist_train import distributed
+    from kist_train.batchnorm import recompute_batchnorm
+
+    ddp = state.dist is not None and state.dist.active
+    shard = state.dist.shard if ddp else None  # global batches, each rank its part
+    recompute_batchnorm(state.model, data.normal, batch_size=config.batch_size, shard=shard)
+    batch = max(config.batch_size, 64)
+    if ddp:  # float64 sums of each rank's shard, all-reduced
+        mu, sigma = distributed.residual_statistics(
+            state.dist, state.model, data.normal, batch_size=batch
+        )
+    else:
+        mu, sigma = residual_statistics(state.model, data.normal, batch_size=batch)
+    state.stats["mu_e"], state.stats["sigma_e"] = mu, sigma
+    return {"batchnorm_recomputed": True, "mu_e": mu, "sigma_e": sigma}
 
 
 def _check_init_from(config: TrainConfig) -> None:
