@@ -6,7 +6,10 @@ which have masks, and reports per defect type and overall, per rule and for the
 whole rulebook: regions fired, images labelled and pixel precision / recall.
 A rule's labels are the union of the regions whose output of that rule reaches
 alpha; the rulebook's labels are the union over rules (grade = max over rules).
-Labels are compared at the masks' original resolution (nearest upsampling).
+Labels are compared at the masks' original resolution (nearest upsampling) or,
+with `grid=True`, on the working grid where training uses them (each mask reduced
+to the working size: a cell is defective when more than a quarter of its area is).
+The two differ most for thin defects, which a coarse grid cell only partly covers.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class AuditReport:
     thresholds: tuple[float, ...]
     rule_names: tuple[str, ...]
     rows: tuple[AuditRow, ...]
+    resolution: str = "original resolution"  # or "S px working grid": where labels met masks
 
     def row(self, group: str, rule: str = OVERALL) -> AuditRow:
         for candidate in self.rows:
@@ -86,7 +90,8 @@ class AuditReport:
         width = max([len(OVERALL), *(len(n) for n in self.rule_names)]) + 2
         lines = [
             f"label audit of {self.rulebook} on {self.run_dir} (mu_e={self.mu_e:.3g}, "
-            f"sigma_e={self.sigma_e:.3g}, {len(self.thresholds)} thresholds)",
+            f"sigma_e={self.sigma_e:.3g}, {len(self.thresholds)} thresholds; "
+            f"compared at the {self.resolution})",
             f"{'defect':<12}{'rule':<{width}}{'regions':>8}{'images':>9}"
             f"{'precision %':>13}{'recall %':>10}",
         ]
@@ -160,11 +165,13 @@ def audit_rulebook(
     device: str = "auto",
     batch_size: int = 16,
     phase: str | None = None,
+    grid: bool = False,
 ) -> AuditReport:
     """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
 
     `phase` picks a checkpoint (e.g. "update_2") instead of the last one: auditing
     every phase shows how the labels a rulebook would give evolve over the iterations.
+    `grid` compares on the working grid instead of at the masks' resolution.
     """
     from kist_train.data import load_dataset, working_tensor
     from kist_train.engine import residuals_of
@@ -217,10 +224,16 @@ def audit_rulebook(
         regions_rules.append(counts)
         for i, (item, mask) in enumerate(zip(chunk, masks, strict=True)):
             groups.append(item.defect)
-            truth.append(mask)
-            overall.append(upsample_mask(labels.mask[i], mask.shape))
-            for r in range(len(rule_names)):
-                per_rule[r].append(upsample_mask(by_rule[r][i], mask.shape))
+            if grid:
+                truth.append(grid_mask(mask, run.size))
+                overall.append(np.asarray(torch.as_tensor(labels.mask[i]).cpu(), dtype=bool))
+                for r in range(len(rule_names)):
+                    per_rule[r].append(np.asarray(torch.as_tensor(by_rule[r][i]).cpu(), bool))
+            else:
+                truth.append(mask)
+                overall.append(upsample_mask(labels.mask[i], mask.shape))
+                for r in range(len(rule_names)):
+                    per_rule[r].append(upsample_mask(by_rule[r][i], mask.shape))
     rows = audit_rows(
         groups,
         truth,
@@ -240,4 +253,14 @@ def audit_rulebook(
         thresholds=thresholds,
         rule_names=tuple(rule_names),
         rows=tuple(rows),
+        resolution=f"{run.size} px working grid" if grid else "original resolution",
     )
+
+
+def grid_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """An original-size bool mask on the (size, size) working grid: a cell is True when
+    more than a quarter of its area is (area averaging, as images are resized)."""
+    import torch.nn.functional as F
+
+    m = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
+    return F.interpolate(m, size=(size, size), mode="area")[0, 0].numpy() > 0.25

@@ -254,12 +254,16 @@ def audit_command(
     phase: Annotated[
         str | None, typer.Option(help="Checkpoint to audit (e.g. update_2; default: the last).")
     ] = None,
+    grid: Annotated[
+        bool,
+        typer.Option("--grid", help="Compare on the working grid where training uses the labels."),
+    ] = False,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with one_line_errors():
         from kist_train.audit import audit_rulebook
 
-        report = audit_rulebook(model, rulebook, data, device=device, phase=phase)
+        report = audit_rulebook(model, rulebook, data, device=device, phase=phase, grid=grid)
         if json_path is not None:
             _write_json(json_path, report.to_dict())
     typer.echo(report.format_text())

@@ -98,6 +98,13 @@ def test_predict_and_audit(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "dark_blob" in result.stdout and "(rulebook)" in result.stdout
     assert json.loads((tmp_path / "a").read_text())["rule_names"] == ["dark_blob", "dark_gray"]
+    result = _invoke(
+        "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--grid", "--json",
+        tmp_path / "g",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "px working grid" in result.stdout
+    assert json.loads((tmp_path / "g").read_text())["resolution"].endswith("working grid")
 
 
 # ---------------------------------------------------------------- one-line errors

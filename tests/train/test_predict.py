@@ -238,3 +238,33 @@ def test_audit_rulebook_hand_case(tmp_path):
     later = audit_rulebook(tmp_path / "run", rules, data, device="cpu", phase="update_1")
     assert later.row("hole").tp == 20
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0
+
+
+def test_audit_on_the_working_grid(tmp_path):
+    """A 32 px image on a 16 px grid: the dark 8x10 blob is 4x5 cells; the truth (11 rows,
+    plus one lone pixel) covers 6x5 cells by area > 1/4 (the lone pixel's cell is only
+    1/4 covered). Original resolution: 80 of 111 truth pixels; grid: 20 of 30 cells."""
+    data = tmp_path / "d"
+    image = np.full((32, 32), 128, dtype=np.uint8)
+    image[8:16, 10:20] = 10
+    truth = np.zeros((32, 32), dtype=np.uint8)
+    truth[8:19, 10:20] = 255
+    truth[20, 10] = 255
+    for folder, name, array in (
+        ("train/good", "g.png", np.full((32, 32), 128, dtype=np.uint8)),
+        ("test/hole", "h.png", image),
+        ("ground_truth/hole", "h_mask.png", truth),
+    ):
+        (data / folder).mkdir(parents=True, exist_ok=True)
+        iio.imwrite(data / folder / name, array)
+    rules = tmp_path / "r.rules"
+    rules.write_text("threshold 0.8\nrule dark: IF gray is low THEN anomalous (1.0)\n")
+    _constant_run(tmp_path / "run", 16)
+    original = audit_rulebook(tmp_path / "run", rules, data, device="cpu").row("hole")
+    assert (original.tp, original.fp, original.fn) == (80, 0, 31)
+    report = audit_rulebook(tmp_path / "run", rules, data, device="cpu", grid=True)
+    on_grid = report.row("hole")
+    assert (on_grid.tp, on_grid.fp, on_grid.fn) == (20, 0, 10)
+    assert report.row("hole", "dark").tp == 20
+    assert report.resolution == "16 px working grid"
+    assert "at the 16 px working grid" in report.format_text()
