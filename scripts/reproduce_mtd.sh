@@ -58,11 +58,14 @@ arm() {  # arm MODEL SEED INIT NAME [options...]: one arm from a shared initial 
   evaluate "$name"
 }
 
-audit() {  # audit RUN RULES [PHASE]: label precision / recall against the test masks
-  local phase=${3:-initial}
-  "$KIST" audit --model "$RUNS/$1" --phase "$phase" --rulebook "rulebooks/$2.rules" \
-    --data "$DATA" --device cpu --json "$RUNS/audit_$1_${phase}_$2.json" \
-    > "$RUNS/audit_$1_${phase}_$2.txt"
+audit() {  # audit RUN RULES [PHASE]: label precision / recall against the test masks,
+  # at the masks' resolution and (_grid) on the working grid where training uses them
+  local phase=${3:-initial} grid
+  for grid in "" --grid; do
+    "$KIST" audit --model "$RUNS/$1" --phase "$phase" --rulebook "rulebooks/$2.rules" \
+      --data "$DATA" --device cpu $grid --json "$RUNS/audit_$1_${phase}_$2${grid:+_grid}.json" \
+      > "$RUNS/audit_$1_${phase}_$2${grid:+_grid}.txt"
+  done
 }
 
 TUNED=rulebooks/mtd_tuned.rules
