@@ -224,16 +224,12 @@ def audit_rulebook(
         regions_rules.append(counts)
         for i, (item, mask) in enumerate(zip(chunk, masks, strict=True)):
             groups.append(item.defect)
-            if grid:
-                truth.append(grid_mask(mask, run.size))
-                overall.append(np.asarray(torch.as_tensor(labels.mask[i]).cpu(), dtype=bool))
-                for r in range(len(rule_names)):
-                    per_rule[r].append(np.asarray(torch.as_tensor(by_rule[r][i]).cpu(), bool))
-            else:
-                truth.append(mask)
-                overall.append(upsample_mask(labels.mask[i], mask.shape))
-                for r in range(len(rule_names)):
-                    per_rule[r].append(upsample_mask(by_rule[r][i], mask.shape))
+            target = grid_mask(mask, run.size) if grid else mask
+            truth.append(target)
+            # upsample_mask is the identity on the grid (labels are already that size).
+            overall.append(upsample_mask(labels.mask[i], target.shape))
+            for r in range(len(rule_names)):
+                per_rule[r].append(upsample_mask(by_rule[r][i], target.shape))
     rows = audit_rows(
         groups,
         truth,
