@@ -110,8 +110,13 @@ else
   phases cae_kist_tuned_s2 &
   wait
   # A weaker push (docs/results.md, "Precise BatchNorm statistics"); its control is above.
-  arm cae 2 init_cae_s2 cae_kist_lam03_s2 --rulebook "$TUNED" --lam 0.3
-  phases cae_kist_lam03_s2
+  arm cae 2 init_cae_s2 cae_kist_lam03_s2 --rulebook "$TUNED" --lam 0.3 &
+  arm cae 0 init_cae cae_kist_lam03 --rulebook "$TUNED" --lam 0.3 &
+  wait
+  for name in cae_kist_lam03_s2 cae_kist_lam03 cae_baseline cae_kist_tuned; do
+    phases "$name" &
+  done
+  wait
   initial unet 0 init_unet &
   initial unet 1 init_unet_s1 &
   wait
