@@ -16,7 +16,7 @@ MODELS = ("cae", "unet")
 PUSH_MODES = ("paper", "margin")
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in them.
-RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads"})
+RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "checkpoint_minutes"})
 
 # Fields that decide the initial model (eq. 8 phase); `init_from` requires them equal.
 INITIAL_FIELDS = (
@@ -71,6 +71,10 @@ class TrainConfig:
     # torch intra-op threads; 0 keeps torch's default. On a shared or oversubscribed CPU,
     # 1 can be several times faster than 2 (OpenMP threads spin waiting for each other).
     threads: int = 0
+    # Minutes between partial checkpoints inside a phase (at an epoch boundary, under
+    # RUN_DIR/partial): a killed run, which cannot save on the way out, loses at most
+    # this much of the phase in flight. 0 saves only on SIGINT.
+    checkpoint_minutes: float = 10.0
     # Run directory whose "initial" phase this run starts from instead of training its own
     # (the options in INITIAL_FIELDS must match): the baseline and KIST arms then share
     # one initial model, trained once, exactly as two uninterrupted runs would.
@@ -125,6 +129,7 @@ class TrainConfig:
             "margin_sigmas": self.margin_sigmas,
             "workers": self.workers,
             "threads": self.threads,
+            "checkpoint_minutes": self.checkpoint_minutes,
             "anomalous_per_batch": self.anomalous_per_batch,
         }
         for name, value in non_negative.items():

@@ -20,7 +20,9 @@ optimiser, generators, loss sums) is saved under RUN_DIR/partial/ and `Interrupt
 is raised. `resume=True` continues that phase from the next epoch, bit-identically:
 after an epoch nothing but those states decides the batches, augmentations and
 anomalous draws. Further Ctrl-Cs change nothing (under torchrun a worker gets one from the
-terminal and one from the agent); SIGTERM or SIGKILL stop at once, losing only that epoch.
+terminal and one from the agent). SIGTERM or SIGKILL stop at once; because a killed run
+cannot save on its way out, the same partial checkpoint is also written every
+`checkpoint_minutes` at an epoch end, so a kill loses at most that much of a phase.
 
 The loop is a plain function over tensors that stay on the device. Under torchrun
 (kist_train.distributed) every rank draws the same global batches and trains on its
@@ -579,10 +581,16 @@ def _save_phase_on_main(
 
 def _interrupt_requested(state: _State, device: torch.device) -> bool:
     """Whether SIGINT arrived; under DDP every rank must agree, so the flags are summed."""
-    flag = state.sigint is not None and state.sigint.requested
+    return _agreed(state, device, [state.sigint is not None and state.sigint.requested])[0]
+
+
+def _agreed(state: _State, device: torch.device, flags: list[bool]) -> list[bool]:
+    """`flags`, each true when it is true on any rank (one all-reduce under DDP), so that
+    every rank takes the same branch (a checkpoint has a barrier)."""
     if state.dist is not None and state.dist.active:
-        flag = state.dist.all_sum([1.0 if flag else 0.0], device)[0] > 0
-    return flag
+        sums = state.dist.all_sum([1.0 if f else 0.0 for f in flags], device)
+        return [total > 0 for total in sums]
+    return flags
 
 
 def _partial_of(run_dir: Path, phase: str) -> dict[str, Any] | None:
@@ -763,16 +771,24 @@ def _train(
 
     with _Sigint() as sigint, _progress(console, progress) as bar:
         state.sigint = sigint
+        every = config.checkpoint_minutes * 60.0
+        last_saved = time.monotonic()
         for phase in phases[start:]:
             began = time.perf_counter()
 
             def epoch_end(epochs_done: int, figures: dict[str, Any], phase: str = phase) -> None:
-                if not _interrupt_requested(state, device):
+                # Save the phase in flight on SIGINT (then stop) or when one is due.
+                nonlocal last_saved
+                due = every > 0 and time.monotonic() - last_saved >= every
+                stop, due = _agreed(state, device, [sigint.requested, due])
+                if not (stop or due):
                     return
                 meta = _meta(config, state, model_config, rulebook_text, phase, data)
                 meta["partial"] = {"epochs_done": epochs_done, **figures}
                 _save_phase_on_main(run_dir, phase, state, meta, partial=True)
-                raise Interrupted(phase, epochs_done)
+                last_saved = time.monotonic()
+                if stop:
+                    raise Interrupted(phase, epochs_done)
 
             resumed_at = partial["epochs_done"] if partial is not None else None
             if phase == "initial":

@@ -125,6 +125,12 @@ def train_command(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
     ] = 0,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(
+            help="Save the phase in flight this often (at an epoch end; 0 = only on Ctrl-C)."
+        ),
+    ] = 10.0,
     init_from: Annotated[
         Path | None,
         typer.Option(
@@ -178,6 +184,7 @@ def train_command(
             freeze_labels=freeze_labels,
             workers=workers,
             threads=threads,
+            checkpoint_minutes=checkpoint_minutes,
             init_from=str(init_from) if init_from is not None else None,
         )
         if nproc != 1:

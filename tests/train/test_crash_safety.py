@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,55 @@ def test_sigint_through_the_cli_exits_130_with_one_line_and_a_partial_checkpoint
     assert meta["partial"]["epochs_done"] == 3
     train(config, resume=True, console=Console(stderr=True, quiet=True), progress=False)
     assert read_log(run_dir)[2]["resumed_after_epoch"] == 3
+    _assert_same_weights(run_dir, uninterrupted)
+
+
+class _CrashAt:
+    """Wraps engine.augment_normal and raises at call `at`: a kill, which saves nothing."""
+
+    def __init__(self, real, at: int) -> None:
+        self.real, self.at, self.calls = real, at, 0
+
+    def __call__(self, x, gen):
+        self.calls += 1
+        if self.calls == self.at:
+            raise _Killed
+        return self.real(x, gen)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_last_periodic_partial_checkpoint(
+    dataset, uninterrupted, tmp_path, monkeypatch
+):
+    from kist_train import engine
+
+    quiet = Console(stderr=True, quiet=True)
+    real = engine.augment_normal
+    # The default interval (10 minutes) does not come due in a tiny run: nothing saved.
+    config = _config(dataset, tmp_path / "default")
+    done_before = config.epochs * INITIAL_BATCHES + 4 * UPDATE_BATCHES
+    at = done_before + 2  # the crash lands in update_1's epoch 5
+    monkeypatch.setattr(engine, "augment_normal", _CrashAt(real, at))
+    with pytest.raises(_Killed):
+        train(config, console=quiet, progress=False)
+    assert not (Path(config.out) / "partial").exists()
+    # Due at every epoch end: the kill loses only the epoch in flight.
+    config = replace(_config(dataset, tmp_path / "periodic"), checkpoint_minutes=1e-9)
+    monkeypatch.setattr(engine, "augment_normal", _CrashAt(real, at))
+    with pytest.raises(_Killed):
+        train(config, console=quiet, progress=False)
+    run_dir = Path(config.out)
+    assert complete_phases(run_dir) == ["initial", "labels_1"]
+    assert load_checkpoint(run_dir / "partial", "update_1")[1]["partial"]["epochs_done"] == 4
+    assert not list(run_dir.rglob("*.tmp"))
+    counter = _SigintAt(real, None)
+    monkeypatch.setattr(engine, "augment_normal", counter)
+    train(config, resume=True, console=quiet, progress=False)
+    assert counter.calls == _full_run_batches(config) - done_before
+    assert read_log(run_dir)[2]["resumed_after_epoch"] == 4
     _assert_same_weights(run_dir, uninterrupted)
 
 
