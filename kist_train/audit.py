@@ -55,6 +55,25 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
+class AuditImage:
+    """The rulebook's labels on one test image: which tiles the knowledge gets wrong."""
+
+    image: str  # path under the data root, e.g. test/crack/x.jpg
+    defect: str
+    regions_fired: int
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float | None:
+        return precision_recall(self.tp, self.fp, self.fn)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "precision": self.precision}
+
+
+@dataclass(frozen=True)
 class AuditReport:
     """The audit of one rulebook on one run's residuals."""
 
@@ -67,6 +86,7 @@ class AuditReport:
     rule_names: tuple[str, ...]
     rows: tuple[AuditRow, ...]
     resolution: str = "original resolution"  # or "S px working grid": where labels met masks
+    images: tuple[AuditImage, ...] = ()  # per test image, in data order (rulebook labels)
 
     def row(self, group: str, rule: str = OVERALL) -> AuditRow:
         for candidate in self.rows:
@@ -79,6 +99,7 @@ class AuditReport:
         data["rows"] = [r.to_dict() for r in self.rows]
         data["thresholds"] = list(self.thresholds)
         data["rule_names"] = list(self.rule_names)
+        data["images"] = [image.to_dict() for image in self.images]
         return data
 
     def format_text(self) -> str:
@@ -99,6 +120,25 @@ class AuditReport:
             lines.append(
                 f"{r.group:<12}{r.rule:<{width}}{r.regions_fired:>8}"
                 f"{f'{r.images_labelled}/{r.images}':>9}{pct(r.precision):>13}{pct(r.recall):>10}"
+            )
+        return "\n".join(lines)
+
+    def format_images(self) -> str:
+        """The labelled images, most wrongly labelled pixels first: where precision is lost
+        (a few tiles often decide it), and which images to open with `kistrules explain`."""
+        labelled = sorted(
+            (i for i in self.images if i.tp + i.fp), key=lambda i: (-i.fp, -i.tp, i.image)
+        )
+        width = max([len("image"), *(len(i.image) for i in labelled)]) + 2
+        lines = [
+            f"{len(labelled)} of {len(self.images)} images labelled (pixels at the "
+            f"{self.resolution})",
+            f"{'image':<{width}}{'regions':>8}{'labelled':>10}{'wrong':>8}{'precision %':>13}",
+        ]
+        for i in labelled:
+            lines.append(
+                f"{i.image:<{width}}{i.regions_fired:>8}{i.tp + i.fp:>10}{i.fp:>8}"
+                f"{100 * (i.precision or 0.0):>13.1f}"
             )
         return "\n".join(lines)
 
@@ -196,6 +236,7 @@ def audit_rulebook(
     per_rule: list[list[np.ndarray]] = [[] for _ in rule_names]
     regions_overall: list[int] = []
     regions_rules: list[np.ndarray] = []
+    images: list[AuditImage] = []
     thresholds: tuple[float, ...] = ()
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -217,7 +258,8 @@ def audit_rulebook(
         fired = torch.as_tensor(labels.trace.fired).bool().cpu()
         rules = torch.as_tensor(labels.trace.rules).cpu()
         b = len(chunk)
-        regions_overall += torch.bincount(image_of[fired], minlength=b).tolist()
+        chunk_regions = torch.bincount(image_of[fired], minlength=b).tolist()
+        regions_overall += chunk_regions
         counts = np.zeros((b, len(rule_names)), dtype=np.int64)
         for r in range(len(rule_names)):
             counts[:, r] = torch.bincount(image_of[rules[:, r] >= alpha], minlength=b).numpy()
@@ -230,6 +272,17 @@ def audit_rulebook(
             overall.append(upsample_mask(labels.mask[i], target.shape))
             for r in range(len(rule_names)):
                 per_rule[r].append(upsample_mask(by_rule[r][i], target.shape))
+            tp, fp, fn = confusion(overall[-1], target)
+            images.append(
+                AuditImage(
+                    image=item.path.relative_to(dataset.root).as_posix(),
+                    defect=item.defect,
+                    regions_fired=chunk_regions[i],
+                    tp=tp,
+                    fp=fp,
+                    fn=fn,
+                )
+            )
     rows = audit_rows(
         groups,
         truth,
@@ -250,6 +303,7 @@ def audit_rulebook(
         rule_names=tuple(rule_names),
         rows=tuple(rows),
         resolution=f"{run.size} px working grid" if grid else "original resolution",
+        images=tuple(images),
     )
 
 

@@ -4,8 +4,9 @@
 #   scripts/reproduce_mtd.sh [DATA_DIR] [RUNS_DIR]
 #
 # SIZE=128 (default) runs the main table: CAE, seeds 0, 1 and 2, control, KIST
-# with rulebooks/mtd_tuned.rules and (seed 0) KIST with the faithful Table I
-# rulebook; then the U-Net (skips from 1/4 resolution, the default), seeds 0, 1.
+# with rulebooks/mtd_tuned.rules at lambda 1 and 0.3 (each evaluated after every
+# update phase) and (seed 0) KIST with the faithful Table I rulebook; then the
+# U-Net (skips from 1/4 resolution, the default), seeds 0, 1.
 # SIZE=64 runs the earlier 64 px table, which also has the U-Net, the paper's push
 # and a 10-sigma margin. DATA_DIR defaults to ../shared/datasets/mtd (the
 # development split), RUNS_DIR to ../runs/mtd$SIZE; both live outside the
@@ -113,7 +114,12 @@ else
   arm cae 2 init_cae_s2 cae_kist_lam03_s2 --rulebook "$TUNED" --lam 0.3 &
   arm cae 0 init_cae cae_kist_lam03 --rulebook "$TUNED" --lam 0.3 &
   wait
+  arm cae 1 init_cae_s1 cae_kist_lam03_s1 --rulebook "$TUNED" --lam 0.3 &
   for name in cae_kist_lam03_s2 cae_kist_lam03 cae_baseline cae_kist_tuned; do
+    phases "$name"
+  done &
+  wait
+  for name in cae_kist_lam03_s1 cae_baseline_s1 cae_kist_tuned_s1; do
     phases "$name" &
   done
   wait

@@ -265,6 +265,10 @@ def audit_command(
         bool,
         typer.Option("--grid", help="Compare on the working grid where training uses the labels."),
     ] = False,
+    per_image: Annotated[
+        bool,
+        typer.Option("--per-image", help="Also list the labelled images, most wrong pixels first."),
+    ] = False,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with one_line_errors():
@@ -274,3 +278,5 @@ def audit_command(
         if json_path is not None:
             _write_json(json_path, report.to_dict())
     typer.echo(report.format_text())
+    if per_image:
+        typer.echo("\n" + report.format_images())

@@ -100,11 +100,19 @@ def test_predict_and_audit(run, tmp_path):
     assert json.loads((tmp_path / "a").read_text())["rule_names"] == ["dark_blob", "dark_gray"]
     result = _invoke(
         "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--grid", "--json",
-        tmp_path / "g",
+        tmp_path / "g", "--per-image",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "px working grid" in result.stdout
-    assert json.loads((tmp_path / "g").read_text())["resolution"].endswith("working grid")
+    grid = json.loads((tmp_path / "g").read_text())
+    assert grid["resolution"].endswith("working grid")
+    # The per-image rows add up to the overall row; --per-image lists the labelled ones.
+    overall = next(r for r in grid["rows"] if r["group"] == "all" and r["rule"] == "(rulebook)")
+    for key in ("tp", "fp", "fn", "regions_fired"):
+        assert sum(i[key] for i in grid["images"]) == overall[key], key
+    labelled = [i["image"] for i in grid["images"] if i["tp"] + i["fp"]]
+    assert f"{len(labelled)} of {len(grid['images'])} images labelled" in result.stdout
+    assert all(name in result.stdout for name in labelled)
 
 
 # ---------------------------------------------------------------- one-line errors

@@ -230,6 +230,16 @@ def test_audit_rulebook_hand_case(tmp_path):
     assert report.row(ALL).tp == 20
     text = report.format_text()
     assert "66.7" in text and "100.0" in text
+    (image,) = report.images
+    assert (image.image, image.defect, image.regions_fired) == ("test/hole/h.png", "hole", 7)
+    assert (image.tp, image.fp, image.fn, image.precision) == (20, 0, 10, 1.0)
+    assert report.format_images().splitlines()[-1].split() == [
+        "test/hole/h.png",
+        "7",
+        "20",
+        "0",
+        "100.0",
+    ]
     # An earlier phase with sigma_e = 1: thresholds 1.2..3 exceed the blob's e = 0.21.
     _constant_run(tmp_path / "run", size, phase="initial", sigma_e=1.0)
     early = audit_rulebook(tmp_path / "run", rules, data, device="cpu", phase="initial")
@@ -238,6 +248,7 @@ def test_audit_rulebook_hand_case(tmp_path):
     later = audit_rulebook(tmp_path / "run", rules, data, device="cpu", phase="update_1")
     assert later.row("hole").tp == 20
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0
+    assert json.loads(json.dumps(report.to_dict()))["images"][0]["tp"] == 20
 
 
 def test_audit_on_the_working_grid(tmp_path):
