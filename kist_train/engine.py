@@ -817,6 +817,7 @@ def _train(
             state.log.append(entry)
             meta = _meta(config, state, model_config, rulebook_text, phase, data)
             _save_phase_on_main(run_dir, phase, state, meta)
+            last_saved = time.monotonic()
             if not phase.startswith("labels_"):
                 _print_phase(console, entry)
             if stop_after == phase:
