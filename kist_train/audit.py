@@ -29,14 +29,10 @@ OVERALL = "(rulebook)"
 ALL = "all"
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One (defect type, rule) cell of the audit."""
+@dataclass(frozen=True, kw_only=True)
+class _Labelled:
+    """Regions fired and the pixel confusion of the labels against the masks."""
 
-    group: str
-    rule: str
-    images: int
-    images_labelled: int
     regions_fired: int
     tp: int
     fp: int
@@ -54,23 +50,22 @@ class AuditRow:
         return {**asdict(self), "precision": self.precision, "recall": self.recall}
 
 
-@dataclass(frozen=True)
-class AuditImage:
+@dataclass(frozen=True, kw_only=True)
+class AuditRow(_Labelled):
+    """One (defect type, rule) cell of the audit."""
+
+    group: str
+    rule: str
+    images: int
+    images_labelled: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditImage(_Labelled):
     """The rulebook's labels on one test image: which tiles the knowledge gets wrong."""
 
     image: str  # path under the data root, e.g. test/crack/x.jpg
     defect: str
-    regions_fired: int
-    tp: int
-    fp: int
-    fn: int
-
-    @property
-    def precision(self) -> float | None:
-        return precision_recall(self.tp, self.fp, self.fn)[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "precision": self.precision}
 
 
 @dataclass(frozen=True)
