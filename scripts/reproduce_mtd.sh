@@ -13,8 +13,9 @@
 # repository. Existing runs in RUNS_DIR are replaced. Two trainings run side by
 # side with one torch thread each (on a 2-core CPU that is several times faster
 # than one process with two threads). At 128 px: 20-50 minutes per initial
-# model and 15-40 per arm on a 2-core CPU (the range is two machines), 3-5
-# hours in all.
+# model, 15-40 per arm and about 5 per arm's per-phase evaluations on a 2-core
+# CPU (the range is two machines), 4-8 hours in all. A killed run loses at most
+# --checkpoint-minutes of its phase: rerun the same line with --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-128}
