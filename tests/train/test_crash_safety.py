@@ -289,6 +289,10 @@ def test_sigint_through_the_cli_exits_130_with_one_line_and_a_partial_checkpoint
     _assert_same_weights(run_dir, uninterrupted)
 
 
+class _Killed(Exception):
+    """A kill: nothing runs on the way out."""
+
+
 class _CrashAt:
     """Wraps engine.augment_normal and raises at call `at`: a kill, which saves nothing."""
 
@@ -300,10 +304,6 @@ class _CrashAt:
         if self.calls == self.at:
             raise _Killed
         return self.real(x, gen)
-
-
-class _Killed(Exception):
-    pass
 
 
 def test_a_killed_run_resumes_from_its_last_periodic_partial_checkpoint(
