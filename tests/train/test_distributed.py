@@ -245,8 +245,16 @@ def test_two_gloo_processes_agree_and_match_one_process(dataset, tmp_path):
         assert e2["sigma_e"] == pytest.approx(e1["sigma_e"], rel=1e-3)
     labels2, labels1 = log2[1]["labels"], log1[1]["labels"]
     assert labels1["images"] == 5 and labels1["pixels_labelled"] > 0
-    for key in ("images", "images_labelled", "regions", "fired_per_rule"):
-        assert labels2[key] == labels1[key], key
+    assert labels2["images"] == labels1["images"]  # a count of files
+    # Regions come from thresholding residual maps that the sharded and the whole-batch
+    # computations round differently in the last bits (and differently on AVX2 and
+    # AVX-512): a region at a threshold may split or merge, so counts agree within a
+    # stated tolerance, not exactly.
+    assert abs(labels2["images_labelled"] - labels1["images_labelled"]) <= 1
+    assert labels2["regions"] == pytest.approx(labels1["regions"], rel=0.02, abs=2)
+    assert labels2["fired_per_rule"].keys() == labels1["fired_per_rule"].keys()
+    for rule, fired in labels1["fired_per_rule"].items():
+        assert labels2["fired_per_rule"][rule] == pytest.approx(fired, rel=0.05, abs=2), rule
     assert labels2["pixels_labelled"] == pytest.approx(labels1["pixels_labelled"], rel=0.05)
     np.testing.assert_allclose(labels2["thresholds"], labels1["thresholds"], rtol=1e-3)
     assert labels2["precision"] == pytest.approx(labels1["precision"], abs=0.05)
