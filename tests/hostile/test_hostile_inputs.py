@@ -31,7 +31,10 @@ Decisions documented here (and in the code that enforces them):
 - rulebooks above `kistrules.api.MAX_RULEBOOK_BYTES` (1 MiB) are refused
   unread (exit 2);
 - conditions nest at most `kistrules.parser.MAX_NESTING` (100) operators deep
-  (E001); parentheses around a single condition add no depth.
+  (E001); parentheses around a single condition add no depth;
+- pixels that cannot be gray values are refused by `kist_train.decoding`, for
+  every command: NaN or infinite samples (images, masks, residual maps),
+  negative integers, floats outside 0-255, several pages in one file.
 """
 
 from __future__ import annotations
