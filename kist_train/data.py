@@ -10,143 +10,41 @@ DATASET/
                                         to log pseudo-label precision / recall
 ```
 
-Images are decoded lazily, once, and cached; `working_tensor` resizes a list of
-them to the square working size in one stacked tensor, which is what training
-keeps on the device. Every user error is a one-line `DataError` naming the path.
+Images are decoded lazily, once, and cached (`kist_train.decoding` says how each
+sample type becomes gray); `working_tensor` resizes a list of them to the square
+working size in one stacked tensor, which is what training keeps on the device.
+Every user error is a one-line `DataError` naming the path.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+# Decoding lives in kist_train.decoding; these names stay importable from here.
+from kist_train.decoding import MAX_PIXELS as MAX_PIXELS
+from kist_train.decoding import check_image_size as check_image_size
+from kist_train.decoding import decode_pixels
+from kist_train.decoding import read_gray as read_gray
 from kistrules.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
-# Largest image (or residual map) decoded: 8192 x 8192. Decoding takes ~12 bytes a pixel
-# (raw, float32 gray, resize), so this caps one image near 800 MB; a file whose header
-# claims more is refused before any pixel is decoded (a 20,000 x 20,000 PNG is 50 kB).
-MAX_PIXELS = 8192 * 8192
-
-
-def check_image_size(path: str | Path, what: str = "image") -> None:
-    """Refuse a file whose header claims more than MAX_PIXELS pixels, before decoding it.
-
-    Reads only the header (PNG IHDR, TIFF IFDs, else PIL's lazy open). A header
-    that cannot be read is left to the decoder, which reports it as unreadable.
-    """
-    path = Path(path)
-    size = _header_size(path)
-    if size is None:
-        return
-    width, height, pages = size
-    if width * height * pages > MAX_PIXELS:
-        layers = f" x {pages} pages" if pages > 1 else ""
-        raise DataError(
-            f"{path}: {what} is {width}x{height}{layers} pixels, above the limit of "
-            f"{MAX_PIXELS:,} pixels (8192 x 8192); crop or tile it first"
-        )
-
-
-def _header_size(path: Path) -> tuple[int, int, int] | None:
-    """(width, height, pages) from the file header, or None when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), 1
-        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                return int(page.imagewidth), int(page.imagelength), max(1, len(tif.pages))
-        from PIL import Image
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:  # lazy: reads the header only
-                width, height = image.size
-        return int(width), int(height), 1
-    except (
-        Exception
-    ) as err:  # unreadable header: the decoder will say so; PIL's bomb guard: too large
-        if type(err).__name__ == "DecompressionBombError":
-            raise DataError(f"{path}: image too large to decode ({_first_line(err)})") from err
-        return None
-
-
-def read_gray(path: str | Path) -> np.ndarray:
-    """Decode an image file to gray values, (H, W) float32 on a 0-255 scale.
-
-    RGB(A) is converted with the ITU-R 709 luma weights (skimage's rgb2gray);
-    16-bit images are rescaled to 0-255; float images in [0, 1] are scaled by 255.
-    """
-    import skimage.io
-
-    path = Path(path)
-    check_image_size(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = np.asarray(skimage.io.imread(str(path)))
-    except Exception as err:  # decoders raise many types; all mean "unreadable"
-        raise DataError(f"{path}: cannot read image ({_first_line(err)})") from err
-    return _to_gray(raw, path)
-
-
-def _first_line(err: Exception) -> str:
-    """Decoders write paragraphs; a one-line error keeps the first line."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
-def _to_gray(raw: np.ndarray, path: Path) -> np.ndarray:
-    if raw.ndim == 3 and raw.shape[-1] in (1, 2, 3, 4):
-        channels = raw.shape[-1]
-        if channels in (2, 4):  # drop alpha
-            raw = raw[..., : channels - 1]
-        if raw.shape[-1] == 3:
-            raw = raw.astype(np.float64) @ np.array([0.2125, 0.7154, 0.0721])
-        else:
-            raw = raw[..., 0]
-    if raw.ndim != 2 or raw.size == 0:
-        raise DataError(f"{path}: not a 2-D gray or RGB image (shape {raw.shape})")
-    if raw.dtype == np.bool_:
-        return raw.astype(np.float32) * 255.0
-    if raw.dtype == np.uint16:
-        return (raw.astype(np.float64) / 257.0).astype(np.float32)
-    gray = raw.astype(np.float32)
-    if np.issubdtype(raw.dtype, np.floating) and gray.max() <= 1.0:
-        gray = gray * 255.0
-    return np.clip(gray, 0.0, 255.0)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Decode a mask file to (H, W) bool: nonzero (in any channel) is anomalous.
 
     Any nonzero value counts, not only 255 (the layout's rule): masks saved as
-    0/1, anti-aliased 0-255 or 16-bit all work; nothing is refused or rescaled.
+    0/1, anti-aliased 0-255 or 16-bit all work; nothing is rescaled. Decoding
+    (and its refusals: NaN, several pages, ...) is `decode_pixels`'.
     """
-    import skimage.io
-
-    path = Path(path)
-    check_image_size(path, "mask")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = np.asarray(skimage.io.imread(str(path)))
-    except Exception as err:
-        raise DataError(f"{path}: cannot read mask ({_first_line(err)})") from err
+    raw = decode_pixels(path, "mask")
     if raw.ndim == 3:
         raw = raw.any(axis=-1)
-    if raw.ndim != 2:
-        raise DataError(f"{path}: not a 2-D mask (shape {raw.shape})")
     return raw != 0
 
 

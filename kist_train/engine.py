@@ -698,6 +698,8 @@ def _train(
     if stop_after is not None and stop_after not in phases:
         raise UsageError(f"stop_after {stop_after!r} is not a phase of this run: {phases}")
     scorer, rulebook_text = _load_scorer(config, device)
+    # Every training image is decoded here, before the run directory exists: a bad one
+    # (unreadable, NaN, negative, ...) fails the command and leaves nothing behind.
     data, dataset = _load_data(config, device, console)
     if config.init_from is not None and not resume:
         _check_init_from(config)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from kistrules.cli import app, one_line_errors, stderr
-from kistrules.errors import DataError, UsageError
+from kistrules.errors import UsageError
 
 
 class OutputFormat(str, Enum):
@@ -32,30 +32,6 @@ def _existing(path: Path, what: str) -> Path:
     if path.is_dir() and what != "run directory":
         raise UsageError(f"{path}: is a directory, not {what}")
     return path
-
-
-def _read_float_map(path: Path) -> Any:
-    """A residual map as (H, W) float64, values as stored (no 0-255 rescaling)."""
-    import warnings
-
-    import numpy as np
-    import skimage.io
-
-    from kist_train.data import check_image_size
-
-    check_image_size(path, "residual map")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            array = np.asarray(skimage.io.imread(str(path)), dtype=np.float64)
-    except Exception as err:  # decoders raise many types; all mean "unreadable"
-        raise DataError(f"{path}: cannot read residual map ({type(err).__name__}: {err})") from err
-    array = np.squeeze(array)
-    if array.ndim != 2:
-        raise DataError(f"{path}: a residual map must be one channel, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise DataError(f"{path}: residual map holds NaN or infinite values")
-    return array
 
 
 def _check_rule(name: str | None, rule_names: tuple[str, ...], rulebook: Path) -> str | None:
@@ -85,6 +61,7 @@ def run_explain(
 ):
     """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
     from kist_train.data import read_gray, read_mask
+    from kist_train.decoding import read_float_map
     from kistrules import explain
     from kistrules.api import load
 
@@ -120,7 +97,7 @@ def run_explain(
         result = explain.explain_residual(
             scorer,
             image,
-            _read_float_map(_existing(residual, "residual map")),
+            read_float_map(_existing(residual, "residual map")),
             mu=mu,
             sigma=sigma,
             s=0.3 if s is None else s,

@@ -31,7 +31,10 @@ Decisions documented here (and in the code that enforces them):
 - rulebooks above `kistrules.api.MAX_RULEBOOK_BYTES` (1 MiB) are refused
   unread (exit 2);
 - conditions nest at most `kistrules.parser.MAX_NESTING` (100) operators deep
-  (E001); parentheses around a single condition add no depth.
+  (E001); parentheses around a single condition add no depth;
+- pixels that cannot be gray values are refused by `kist_train.decoding`, for
+  every command: NaN or infinite samples (images, masks, residual maps),
+  negative integers, floats outside 0-255, several pages in one file.
 """
 
 from __future__ import annotations
@@ -286,6 +289,75 @@ def b_mask_odd_values(tmp, world, mp):
     return _explain(world, world.image, "--mask", str(_png(tmp / "odd_mask.png", odd)))
 
 
+# pixels that cannot be gray values (issue 16, items 6 and 7)
+
+
+def _float_twin(world: World, path: Path, bad: float | None = None, at=(3, 4)) -> Path:
+    """world.image as a 0-1 float32 TIFF, with one `bad` sample at `at` (row, column)."""
+    pixels = np.asarray(Image.open(world.image), dtype=np.float32) / 255.0
+    if bad is not None:
+        pixels[at] = bad
+    tifffile.imwrite(path, pixels)
+    return path
+
+
+def _data_with(world: World, tmp: Path, folder: str, write: Callable[[Path], Path]) -> Path:
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    write(data / "train" / folder)
+    return data
+
+
+def b_nan_image_explain(tmp, world, mp):
+    return _explain(
+        world, _float_twin(world, tmp / "nan.tif", float("nan")), "--mask", str(world.mask)
+    )
+
+
+def b_inf_image_predict(tmp, world, mp):
+    return _predict(world.run, _float_twin(world, tmp / "inf.tif", float("inf")), tmp / "out")
+
+
+def b_nan_image_train(tmp, world, mp):
+    data = _data_with(world, tmp, "good", lambda d: _float_twin(world, d / "nan.tif", float("nan")))
+    return ["train", "--data", str(data), "--rulebook", str(world.rules), "--out", str(tmp / "out"),
+            *TINY]  # fmt: skip
+
+
+def b_nan_image_train_anomalous(tmp, world, mp):
+    data = _data_with(
+        world, tmp, "anomalous", lambda d: _float_twin(world, d / "nan.tif", float("-inf"))
+    )
+    return ["train", "--data", str(data), "--rulebook", str(world.rules), "--out", str(tmp / "out"),
+            "--workers", "2", *TINY]  # fmt: skip
+
+
+def b_nan_mask(tmp, world, mp):
+    mask = np.asarray(Image.open(world.mask), dtype=np.float32)
+    mask[0, 0] = np.nan
+    tifffile.imwrite(tmp / "nan_mask.tif", mask)
+    return _explain(world, world.image, "--mask", str(tmp / "nan_mask.tif"))
+
+
+def b_negative_int16_image(tmp, world, mp):
+    pixels = np.asarray(Image.open(world.image)).astype(np.int16)
+    pixels[0, 0] = -5
+    tifffile.imwrite(tmp / "neg.tif", pixels)
+    return _explain(world, tmp / "neg.tif", "--mask", str(world.mask))
+
+
+def b_float_above_255(tmp, world, mp):
+    pixels = np.asarray(Image.open(world.image), dtype=np.float32) * 257.0  # 16-bit as float
+    tifffile.imwrite(tmp / "wide.tif", pixels)
+    return _predict(world.run, tmp / "wide.tif", tmp / "out")
+
+
+def b_multi_page_image(tmp, world, mp):
+    pixels = np.asarray(Image.open(world.image))
+    tifffile.imwrite(tmp / "pages.tif", np.stack([pixels, pixels]), photometric="minisblack")
+    return _explain(world, tmp / "pages.tif", "--mask", str(world.mask))
+
+
 # rulebooks
 
 
@@ -532,6 +604,7 @@ class Case:
 
 
 LIMIT = "above the limit of 67,108,864 pixels"
+NONFINITE = "holds 1 NaN or infinite pixel value"
 CASES = [
     Case("truncated_png", b_truncated_png, 1, ("cut.png", "cannot read image")),
     Case("truncated_jpg", b_truncated_jpg, 1, ("cut.jpg", "cannot read image"), out="out"),
@@ -547,6 +620,20 @@ CASES = [
     Case("nan_residual", b_nan_residual, 1, ("residual.tif", "NaN or infinite")),
     Case("inf_residual", b_inf_residual, 1, ("residual.tif", "NaN or infinite")),
     Case("mask_values_not_0_255", b_mask_odd_values, 0, ("regions",)),
+    Case("nan_image_explain", b_nan_image_explain, 1, ("nan.tif", NONFINITE, "row 3, column 4")),
+    Case("inf_image_predict", b_inf_image_predict, 1, ("inf.tif", NONFINITE), out="out"),
+    Case("nan_image_train", b_nan_image_train, 1, ("good/nan.tif", NONFINITE), out="out"),
+    Case(
+        "nan_image_train_anomalous",
+        b_nan_image_train_anomalous,
+        1,
+        ("anomalous/nan.tif", NONFINITE),
+        out="out",
+    ),
+    Case("nan_mask", b_nan_mask, 1, ("nan_mask.tif", "mask holds 1 NaN or infinite")),
+    Case("negative_int16_image", b_negative_int16_image, 1, ("neg.tif", "values from -5")),
+    Case("float_above_255", b_float_above_255, 1, ("wide.tif", "must be 0 to 255"), out="out"),
+    Case("multi_page_image", b_multi_page_image, 1, ("pages.tif", "holds 2 images")),
     Case("rulebook_100mb_check", b_rulebook_100mb, 2, ("huge.rules", "limit of 1,048,576")),
     Case("rulebook_100mb_train", b_rulebook_100mb_train, 2, ("huge.rules", "limit"), out="out"),
     Case("nested_and_10000", b_nested_and, 1, ("deep.rules:1:", "E001", "nested more than 100")),
@@ -663,6 +750,57 @@ def test_mask_values_other_than_255_mean_defect(world: World, tmp_path: Path) ->
     assert first["regions"] == second["regions"]
 
 
+def _cmyk_jpeg(gray: np.ndarray, path: Path) -> None:
+    Image.fromarray(gray).convert("CMYK").save(path, quality=100)
+
+
+def _float_tiff(gray: np.ndarray, path: Path) -> None:
+    tifffile.imwrite(path, gray.astype(np.float32) / 255.0)
+
+
+def _int32_tiff(gray: np.ndarray, path: Path) -> None:
+    Image.fromarray((gray.astype(np.int64) * (2**31 - 1) // 255).astype(np.int32)).save(path)
+
+
+def _palette_tiff(gray: np.ndarray, path: Path) -> None:
+    """Indices that are not the gray values: a shuffled gray palette."""
+    order = np.random.default_rng(0).permutation(256)  # index i shows gray order[i]
+    index_of = np.argsort(order).astype(np.uint8)
+    image = Image.fromarray(index_of[gray], mode="P")
+    image.putpalette(np.repeat(order.astype(np.uint8), 3).tobytes())
+    image.save(path)
+
+
+@pytest.mark.parametrize(
+    ("write", "name", "tolerance"),
+    [
+        (_cmyk_jpeg, "cmyk.jpg", 0.5),
+        (_float_tiff, "float.tif", 1e-3),
+        (_int32_tiff, "int32.tif", 1e-3),
+        (_palette_tiff, "palette.tif", 1e-9),
+    ],
+    ids=["cmyk_jpeg", "float_0_1_tiff", "int32_tiff", "palette_tiff"],
+)
+def test_one_picture_in_any_encoding_explains_alike(world, tmp_path, write, name, tolerance):
+    """Issue 16, item 7: CMYK, 0-1 float, int32 and palette files of world.image measure
+    the regions of its mask as the 8-bit PNG does (CMYK JPEG: within its loss)."""
+    gray = np.asarray(Image.open(world.image))
+    write(gray, tmp_path / name)
+
+    def measured(image: Path) -> list[dict]:
+        args = [*_explain(world, image, "--mask", str(world.mask)), "--format", "json"]
+        result = RUNNER.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return [region["properties"] for region in json.loads(result.stdout)["regions"]]
+
+    expected, got = measured(world.image), measured(tmp_path / name)
+    assert expected and len(got) == len(expected)
+    for want, have in zip(expected, got, strict=True):
+        assert want.keys() == have.keys()
+        for prop in want:
+            assert have[prop]["raw"] == pytest.approx(want[prop]["raw"], abs=tolerance), prop
+
+
 def test_huge_image_is_refused_with_little_memory(tmp_path: Path) -> None:
     """A 20,000 x 20,000 PNG and TIFF are refused from the header: peak RSS stays small.
 
@@ -676,12 +814,12 @@ def test_huge_image_is_refused_with_little_memory(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from kist_train.data import read_gray, read_mask\n"
-        "from kistrules.commands.explain import _read_float_map\n"
+        "from kist_train.decoding import read_float_map\n"
         "from kistrules.errors import DataError\n"
         "from pathlib import Path\n"
         "refused = 0\n"
         "for read, path in ((read_gray, sys.argv[1]), (read_mask, sys.argv[1]),\n"
-        "                   (read_gray, sys.argv[2]), (_read_float_map, Path(sys.argv[2]))):\n"
+        "                   (read_gray, sys.argv[2]), (read_float_map, Path(sys.argv[2]))):\n"
         "    try:\n"
         "        read(path)\n"
         "    except DataError:\n"

@@ -7,6 +7,7 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 from typer.testing import CliRunner
 
 from kistrules.cli import _register_commands, app
@@ -136,6 +137,27 @@ def test_unreadable_image(tmp_path):
     data = syn.make_dataset(tmp_path / "d", n_good=3, n_anomalous=0)
     (data / "train" / "good" / "zz.png").write_bytes(b"garbage")
     _one_line_error(_train(data, tmp_path / "o"), 1, "zz.png: cannot read image")
+
+
+@pytest.mark.parametrize(("folder", "workers"), [("good", "0"), ("anomalous", "2")])
+def test_non_finite_training_image_fails_at_load_and_leaves_no_run(tmp_path, folder, workers):
+    """Issue 16.6: a NaN pixel used to train a whole phase on NaN loss, then fail without
+    naming the image and leave a run directory that blocked the rerun."""
+    data = syn.make_dataset(tmp_path / "d", n_good=8, n_anomalous=2)
+    image = data / "train" / folder / "zz_nan.tif"
+    pixels = np.full((32, 32), 0.5, np.float32)
+    pixels[7, 9] = np.nan
+    tifffile.imwrite(image, pixels)
+    out = tmp_path / "run"
+    result = _train(data, out, "--workers", workers)
+    _one_line_error(result, 1, f"{folder}/zz_nan.tif")
+    assert "row 7, column 9" in result.stderr
+    assert not out.exists(), "a run directory was left behind"
+    pixels[7, 9] = 0.5  # fixed: the same command trains, with no --force
+    tifffile.imwrite(image, pixels)
+    result = _train(data, out, "--workers", workers)
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file()
 
 
 def test_test_image_without_mask(tmp_path):
