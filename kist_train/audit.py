@@ -213,11 +213,11 @@ def audit_rulebook(
     from kist_train.predict import load_run
     from kist_train.pseudo_labels import label_regions, rule_masks
     from kistrules.api import load
-    from kistrules.errors import DataError, UsageError
+    from kistrules.errors import DataError
+    from kistrules.files import require_regular_file
 
     rulebook_path = Path(rulebook_path)
-    if not rulebook_path.is_file():
-        raise UsageError(f"{rulebook_path}: rulebook not found")
+    require_regular_file(rulebook_path, "rulebook")  # missing, a folder or a FIFO: one line
     run = load_run(run_dir, device=device, phase=phase)
     scorer = load(rulebook_path).compile(device=run.device)
     dataset = load_dataset(data_dir)

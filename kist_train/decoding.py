@@ -61,8 +61,11 @@ def check_image_size(path: str | Path, what: str = "image") -> None:
 
     Reads only the header (PNG IHDR, TIFF IFDs, else PIL's lazy open). A header
     that cannot be read is left to the decoder, which reports it as unreadable.
+    A FIFO, socket or device is refused unopened (opening a FIFO would block).
     """
-    path = Path(path)
+    from kistrules.files import require_regular_file
+
+    path = require_regular_file(path, what)
     size = _header_size(path)
     if size is None:
         return

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -314,6 +315,56 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+# --- the --out folder: the demo's own, or refused -----------------------------------------------
+
+DEMO_MANIFEST = "demo-files.json"  # every file the demo wrote under --out, with its SHA-256
+
+
+def claim_out(out: Path):
+    """The manifest of `out` if the demo may write there; a UsageError naming a file if not.
+
+    The demo replaces its data set, runs and pictures on every run (it deletes
+    OUT/data first). It may do so only in a new or empty folder, or in one that
+    holds nothing but what an earlier demo wrote, unchanged: a user's file, or
+    a demo file edited since (demo.rules, say), is never deleted or replaced.
+    """
+    from kistrules.errors import UsageError
+    from kistrules.outputs import Manifest, read_json_object, require_replaceable
+
+    path = out / DEMO_MANIFEST
+    document: dict | None = None
+
+    def ours(candidate: Path) -> bool:
+        nonlocal document
+        document = read_json_object(candidate)
+        return document is not None and document.get("written_by") == "kistrules demo"
+
+    require_replaceable(path, command="demo", ours=ours)
+    manifest = Manifest.from_json(out, (document or {}).get("files", {})) or Manifest(out)
+    foreign = manifest.foreign_files(besides=[path])
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UsageError(
+            f"{foreign[0]}: not written by an earlier kistrules demo, or changed since{more}; "
+            "the demo replaces everything in its --out folder: give a new or empty one"
+        )
+    return manifest
+
+
+@contextmanager
+def _recording(manifest, *paths: Path):
+    """List the files under `paths` in the demo's manifest once the block ends, even by Ctrl-C."""
+    try:
+        yield
+    finally:
+        for path in paths:
+            manifest.record_tree(path)
+        _write_json(
+            manifest.root / DEMO_MANIFEST,
+            {"written_by": "kistrules demo", "files": manifest.listed_and_present()},
+        )
+
+
 def run_demo(
     out: str | Path,
     *,
@@ -326,7 +377,8 @@ def run_demo(
     """Make the data, write and check the rulebook, train both arms, evaluate, explain, plot.
 
     Args:
-        out: directory for everything (created; earlier demo runs in it are replaced).
+        out: directory for everything: created, or empty, or an earlier demo's whose files
+            are unchanged (they are replaced); anything else is refused (`claim_out`).
         fast: a smoke run (`FAST` sizes): every stage, too little training to show a gain.
         seed: seeds the data, the models and the batches.
         console: rich console for progress and results (default: stdout).
@@ -349,17 +401,19 @@ def run_demo(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"{out}: cannot create the demo directory ({err.strerror})") from err
+    manifest = claim_out(out)
     began = time.perf_counter()
     with _Determinism(seed):
         steps = 6
         console.rule(f"kistrules demo ({'fast smoke run' if fast else 'full'}, seed {seed})")
         console.print(f"[1/{steps}] making the data set from skimage.data.brick() ...")
         data = out / "data"
-        if data.exists():
-            import shutil
+        with _recording(manifest, data):
+            if data.exists():  # an earlier demo's, unchanged: claim_out checked every file
+                import shutil
 
-            shutil.rmtree(data)
-        synthesize(data, seed=seed, sizes=sizes)
+                shutil.rmtree(data)
+            synthesize(data, seed=seed, sizes=sizes)
         console.print(
             f"      {sizes.train_good} normal + {sizes.train_anomalous} weakly labelled anomalous "
             f"training images (masks withheld), test {sizes.test_good} normal + "
@@ -369,7 +423,8 @@ def run_demo(
         rulebook = out / "demo.rules"
         from kist_train.atomic import atomic_write_text
 
-        atomic_write_text(rulebook, demo_rules_text())
+        with _recording(manifest, rulebook):
+            atomic_write_text(rulebook, demo_rules_text())
         problems = check(rulebook)
         if problems:  # the shipped rulebook must be clean: anything else is a bug here
             raise KistrulesError(
@@ -390,7 +445,8 @@ def run_demo(
             if not is_baseline:  # both arms share one eq. 8 phase, as the MTD reproduction does
                 config = replace(config, init_from=str(arms["baseline"]))
             torch.manual_seed(seed)
-            arms[name] = train(config, force=True, console=console, progress=progress)
+            with _recording(manifest, out / name):
+                arms[name] = train(config, force=True, console=console, progress=progress)
         console.print(f"[5/{steps}] evaluating both arms on the test set ...")
         baseline = evaluate_run(arms["baseline"], data, device="cpu")
         kist = evaluate_run(arms["kist"], data, device="cpu")
@@ -398,19 +454,22 @@ def run_demo(
         console.print(results_table(baseline, kist, title=title))
         console.print(f"[6/{steps}] explaining one test image and plotting the rulebook ...")
         scorer = load(rulebook).compile(device="cpu")
-        overlay, model_overlay = _explain_example(scorer, data, arms["kist"], out)
-        plot = _plot(rulebook, out / "sets.png")
+        pictures = [out / name for name in ("explain_mask.png", "explain_model.png", "sets.png")]
+        with _recording(manifest, *pictures):
+            overlay, model_overlay = _explain_example(scorer, data, arms["kist"], out)
+            plot = _plot(rulebook, pictures[2])
     seconds = time.perf_counter() - began
-    _write_json(
-        out / "results.json",
-        {
-            "seed": seed,
-            "fast": fast,
-            "seconds": round(seconds, 1),
-            "baseline": baseline,
-            "kist": kist,
-        },
-    )
+    with _recording(manifest, out / "results.json"):
+        _write_json(
+            out / "results.json",
+            {
+                "seed": seed,
+                "fast": fast,
+                "seconds": round(seconds, 1),
+                "baseline": baseline,
+                "kist": kist,
+            },
+        )
     where = {
         "data set": data,
         "rulebook": rulebook,
@@ -464,4 +523,4 @@ def _plot(rulebook: Path, path: Path) -> Path:
     from kistrules.plot import render_sets
     from kistrules.resolve import resolve
 
-    return save_png(render_sets(resolve(load(rulebook))), path)
+    return save_png(render_sets(resolve(load(rulebook))), path, command="plot")

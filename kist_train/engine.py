@@ -266,10 +266,10 @@ def _load_scorer(config: TrainConfig, device: torch.device) -> tuple[Any, str | 
             raise UsageError("--rulebook is required (or pass --baseline for the control arm)")
         return None, None
     from kistrules.api import load
+    from kistrules.files import require_regular_file
 
     path = Path(config.rulebook)
-    if not path.is_file():
-        raise UsageError(f"{path}: rulebook not found")
+    require_regular_file(path, "rulebook")  # missing, a folder or a FIFO: one line
     rulebook = load(path)
     return rulebook.compile(device=device), path.read_text(encoding="utf-8")
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ import torch.nn.functional as F
 
 from kist_train.config import TrainConfig
 from kistrules.errors import CheckpointError, UsageError
+
+if TYPE_CHECKING:
+    from kistrules.outputs import Manifest
 
 GUIDED_EPS = 1e-3
 
@@ -135,21 +138,36 @@ def anomaly_maps(
 # ----------------------------------------------------------------- files
 
 
-def _collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """(image path, output path relative to MAPS without suffix) for every input."""
+PREDICT_MANIFEST = "predict.json"
+
+
+def _collect_inputs(
+    inputs: Sequence[str | Path], *, skip: frozenset[tuple[int, int]] = frozenset()
+) -> list[tuple[Path, Path]]:
+    """(image path, output path relative to MAPS without suffix) for every input.
+
+    Folder walks leave out the files in `skip` (device, inode): predict's own
+    earlier outputs, when --out is or lies inside an input folder.
+    """
     from kist_train.data import IMAGE_SUFFIXES
+    from kistrules.files import require_regular_file
+    from kistrules.outputs import file_identity
 
     pairs: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in item.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and file_identity(p) not in skip
             )
             if not found:
                 raise UsageError(f"{item}: no images (png/jpg/jpeg/bmp/tif/tiff) in the folder")
             pairs += [(p, p.relative_to(item).with_suffix("")) for p in found]
-        elif item.is_file():
-            pairs.append((item, Path(item.stem)))
+        elif item.exists():
+            pairs.append((require_regular_file(item, "image file"), Path(item.stem)))
         else:
             raise UsageError(f"{item}: input not found")
     seen: dict[Path, Path] = {}
@@ -158,6 +176,62 @@ def _collect_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, Path]]:
             raise UsageError(f"{path}: would overwrite the map of {seen[rel]} (same name)")
         seen[rel] = path
     return pairs
+
+
+def read_manifest(out_dir: Path) -> Manifest:
+    """What earlier predict runs wrote into `out_dir` (OUT/predict.json), empty if none.
+
+    A predict.json from before the manifest (no "files") counts as predict's
+    own but lists nothing. Any other file of that name is refused.
+    """
+    from kistrules.outputs import Manifest, read_json_object, require_replaceable
+
+    path = out_dir / PREDICT_MANIFEST
+    document: dict[str, Any] | None = None
+
+    def ours(candidate: Path) -> bool:
+        nonlocal document
+        document = read_json_object(candidate)
+        return document is not None and (
+            Manifest.from_json(out_dir, document.get("files")) is not None
+            or ("files" not in document and {"run", "maps"} <= document.keys())
+        )
+
+    require_replaceable(path, command="predict", ours=ours)
+    if document is None:
+        return Manifest(out_dir)
+    return Manifest.from_json(out_dir, document.get("files", {})) or Manifest(out_dir)
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path], out_dir: Path, *, overlays: bool
+) -> tuple[list[tuple[Path, Path, Path | None]], Manifest]:
+    """(image, map path, overlay path or None) per input, and the manifest to extend.
+
+    Refuses, before anything is written, when a planned output is an input
+    file (any spelling or link) or an existing file that predict.json does not
+    list unchanged. Earlier outputs in an input folder are not taken as inputs.
+    """
+    from kistrules.outputs import file_identity, refuse_inputs, require_replaceable
+
+    manifest = read_manifest(out_dir)
+    owned = {out_dir / key for key in manifest.files if manifest.owns(out_dir / key)}  # hashed once
+    identities = frozenset(i for i in map(file_identity, owned) if i is not None)
+    pairs = _collect_inputs(inputs, skip=identities)
+    plan = [
+        (
+            image,
+            out_dir / rel.with_suffix(".tiff"),
+            out_dir / rel.with_suffix(".png") if overlays else None,
+        )
+        for image, rel in pairs
+    ]
+    targets = [t for _, tiff, png in plan for t in (tiff, png) if t is not None]
+    images = [image for image, _, _ in plan]
+    refuse_inputs([*targets, out_dir / PREDICT_MANIFEST], images, command="predict")
+    for target in targets:
+        require_replaceable(target, command="predict", ours=owned.__contains__)
+    return plan, manifest
 
 
 def heat_overlay(image: np.ndarray, amap: np.ndarray, vmax: float) -> np.ndarray:
@@ -186,40 +260,72 @@ def write_predictions(
     batch_size: int = 16,
     progress=None,
 ) -> list[Path]:
-    """Write MAPS/<rel>.tiff (float32, original size) and MAPS/<rel>.png overlays.
+    """Write MAPS/<rel>.tiff (float32, original size), MAPS/<rel>.png overlays, predict.json.
 
-    Returns the TIFF paths. Files are written to a temporary name and renamed.
+    predict.json lists every file predict wrote into MAPS with its SHA-256: a
+    later run replaces an existing file only if it is listed there unchanged,
+    and never an input (`plan_outputs` checks all of it before the first
+    write). Files are written to a temporary name and renamed; predict.json is
+    updated after every batch and when a run stops early, so that an
+    interrupted run can be repeated. Returns the TIFF paths.
     """
     import imageio.v3 as iio
     import tifffile
 
-    from kist_train.atomic import atomic_path, atomic_write_text
+    from kist_train.atomic import atomic_path
     from kist_train.data import read_gray
+    from kistrules.outputs import sha256_of
 
-    pairs = _collect_inputs(inputs)
     out_dir = Path(out_dir)
+    plan, manifest = plan_outputs(inputs, out_dir, overlays=overlays)
     vmax = float(run.meta.get("overlay_vmax") or (run.mu_e + 6 * run.sigma_e))
     written: list[Path] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        images = [read_gray(path) for path, _ in chunk]
-        maps = anomaly_maps(run, images, filter=filter, batch_size=batch_size)
-        for (_, rel), image, amap in zip(chunk, images, maps, strict=True):
-            target = out_dir / rel.with_suffix(".tiff")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                tifffile.imwrite(tmp, amap.astype(np.float32))
-            if overlays:
-                with atomic_path(target.with_suffix(".png")) as tmp:
-                    iio.imwrite(tmp, heat_overlay(image, amap, vmax), extension=".png")
-            written.append(target)
-        if progress is not None:
-            progress(len(chunk))
+
+    def save(target: Path, write) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            write(tmp)
+            digest = sha256_of(tmp)
+        manifest.record(target, digest)
+
+    saved = dict(manifest.files)
+
+    def save_manifest() -> None:
+        nonlocal saved
+        _save_manifest(run, out_dir, manifest, filter=filter, vmax=vmax, maps=len(written))
+        saved = dict(manifest.files)
+
+    try:
+        for start in range(0, len(plan), batch_size):
+            chunk = plan[start : start + batch_size]
+            images = [read_gray(path) for path, _, _ in chunk]
+            maps = anomaly_maps(run, images, filter=filter, batch_size=batch_size)
+            for (_, tiff, png), image, amap in zip(chunk, images, maps, strict=True):
+                save(tiff, lambda tmp, amap=amap: tifffile.imwrite(tmp, amap.astype(np.float32)))
+                if png is not None:
+                    picture = heat_overlay(image, amap, vmax)
+                    save(png, lambda tmp, p=picture: iio.imwrite(tmp, p, extension=".png"))
+                written.append(tiff)
+            save_manifest()
+            if progress is not None:
+                progress(len(chunk))
+    finally:  # an error or Ctrl-C: still list what was written, so that a rerun may replace it
+        if manifest.files != saved:
+            save_manifest()
+    return written
+
+
+def _save_manifest(
+    run: Run, out_dir: Path, manifest: Manifest, *, filter: bool, vmax: float, maps: int
+) -> None:
+    from kist_train.atomic import atomic_write_text
+
     summary = {
         "run": str(run.run_dir),
         "filter": filter,
         "overlay_vmax": vmax,
-        "maps": len(written),
+        "maps": maps,
+        "files": manifest.listed_and_present(),
     }
-    atomic_write_text(out_dir / "predict.json", json.dumps(summary, indent=2) + "\n")
-    return written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / PREDICT_MANIFEST, json.dumps(summary, indent=2) + "\n")

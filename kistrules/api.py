@@ -17,6 +17,7 @@ from kistrules.ast import Rulebook
 from kistrules.checker import check_names
 from kistrules.diagnostics import CODES, Diagnostic
 from kistrules.errors import RulebookError, UsageError
+from kistrules.files import open_regular
 from kistrules.parser import decode, parse_detailed
 
 # `# kist: ignore[E002]`, `# kist: ignore[W101, W105]`; a bare `# kist: ignore` ignores all.
@@ -86,13 +87,14 @@ MAX_RULEBOOK_BYTES = 1 << 20
 
 
 def read_rulebook(path: str | os.PathLike[str]) -> bytes:
-    """A rulebook file's bytes; a missing, unreadable or too large file is a one-line UsageError.
+    """A rulebook file's bytes; a missing, unreadable, special or too large file is a UsageError.
 
-    Reads at most MAX_RULEBOOK_BYTES + 1 bytes, so a huge file or an endless
-    pipe is refused without being loaded.
+    Only a regular file is read: a FIFO, socket or device is refused without
+    blocking (`kistrules.files.open_regular`). Reads at most
+    MAX_RULEBOOK_BYTES + 1 bytes, so a huge file is refused without being loaded.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "rulebook") as handle:
             data = handle.read(MAX_RULEBOOK_BYTES + 1)
         if len(data) > MAX_RULEBOOK_BYTES:
             raise UsageError(

@@ -8,7 +8,11 @@ The layout, decided once so that every rulebook reads alike:
   rules, `rule 3`); a blank line the expert left between two statements of a
   section is kept (one, however many there were);
 - keywords and names in lower case; `scale` and `set` blocks aligned on `=`,
-  their end-of-line comments aligned too;
+  their end-of-line comments aligned too. Only names up to `ALIGN_MAX_NAME`
+  characters and lines up to `WRAP_WIDTH` set the columns: a longer one keeps
+  one space before its `=` (two before its comment). Padding every line to
+  one 10,000-character name once grew a 15 kB file a hundredfold, past the
+  size limit at which `check` refuses a rulebook;
 - one rule per statement; a rule longer than `WRAP_WIDTH` characters is wrapped
   before each top-level `and` / `or`, continuation lines indented 4 spaces,
   `then anomalous (TV)` on its own line;
@@ -55,6 +59,7 @@ from kistrules.ast import (
 from kistrules.diagnostics import Diagnostic
 
 WRAP_WIDTH = 88
+ALIGN_MAX_NAME = 40  # longer names do not set the `=` column of their block
 INDENT = "    "
 
 Condition = Term | Not | And | Or
@@ -302,12 +307,13 @@ def _render_section(out: list[str], items: list[_Placed]) -> None:
             else _set_name(p.statement)
             for p in items
         ]
-        pad = max(len(n) for n in names)
+        pad = max((len(n) for n in names if len(n) <= ALIGN_MAX_NAME), default=0)
     bodies = [
         format_statement(p.statement, pad=pad, wrap=not _IGNORE.search(p.trailing or ""))
         for p in items
     ]
-    comment_column = max(len(b[-1]) for b in bodies) + 2 if aligned else 0
+    widths = [len(b[-1]) for b in bodies if len(b[-1]) <= WRAP_WIDTH]
+    comment_column = max(widths, default=0) + 2 if aligned else 0
     for i, (p, lines) in enumerate(zip(items, bodies, strict=True)):
         if i > 0 and p.blank_before and out[-1] != "":
             out.append("")
@@ -315,7 +321,7 @@ def _render_section(out: list[str], items: list[_Placed]) -> None:
         lines = list(lines)
         if p.trailing is not None:
             last = lines[-1]
-            width = comment_column if aligned else len(last) + 2
+            width = max(comment_column, len(last) + 2)
             lines[-1] = f"{last.ljust(width)}{p.trailing}"
         out.extend(lines)
 
@@ -399,6 +405,7 @@ def _meaning(rulebook: Rulebook) -> tuple:
 
 
 __all__ = [
+    "ALIGN_MAX_NAME",
     "WRAP_WIDTH",
     "canonical_number",
     "format_condition",

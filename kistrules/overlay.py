@@ -215,15 +215,27 @@ def _with_key(picture, regions, rule_names, colours, tinted, alpha, title) -> Im
     return out
 
 
-def save_png(picture: Image.Image, path: str | os.PathLike[str]) -> Path:
-    """Write a PNG to a temp file beside `path`, then rename it into place."""
+def save_png(picture: Image.Image, path: str | os.PathLike[str], *, command: str) -> Path:
+    """Write a PNG to a temp file beside `path`, then rename it into place.
+
+    The PNG carries `Software: kistrules COMMAND`; an existing file at `path`
+    is replaced only if it carries the same mark (an earlier output of this
+    command), never a user's picture or an input (`kistrules.outputs`).
+    """
+    from PIL.PngImagePlugin import PngInfo
+
+    from kistrules.outputs import png_software, png_written_by, require_replaceable
+
     path = Path(path)
+    require_replaceable(path, command=command, ours=png_written_by(command))
+    info = PngInfo()
+    info.add_text("Software", png_software(command))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
         os.close(fd)
-        picture.save(tmp, format="PNG")
+        picture.save(tmp, format="PNG", pnginfo=info)
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from kistrules.cli import app, one_line_errors, stderr
 from kistrules.errors import UsageError
+from kistrules.files import require_regular_file
 
 
 class OutputFormat(str, Enum):
@@ -27,10 +28,11 @@ class OutputFormat(str, Enum):
 
 
 def _existing(path: Path, what: str) -> Path:
+    """`path` if it exists; a file argument must be a regular file (a FIFO would block)."""
+    if what != "run directory":
+        return require_regular_file(path, what)
     if not path.exists():
         raise UsageError(f"{path}: no such {what}")
-    if path.is_dir() and what != "run directory":
-        raise UsageError(f"{path}: is a directory, not {what}")
     return path
 
 
@@ -247,7 +249,15 @@ def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
         alpha=scorer.threshold,
         title=title,
     )
-    return save_png(picture, path)
+    return save_png(picture, path, command="explain")
+
+
+def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:
+    """Refuse an --out that is one of the inputs, or an existing file not written by `command`."""
+    from kistrules.outputs import png_written_by, refuse_inputs, require_replaceable
+
+    refuse_inputs([out], [p for p in inputs if p is not None], command=command)
+    require_replaceable(out, command=command, ours=png_written_by(command))
 
 
 @app.command("explain")
@@ -271,7 +281,13 @@ def explain_command(
         OutputFormat.text
     ),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Add every term.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write an overlay PNG.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write an overlay PNG (replaces only an earlier explain overlay, never an input).",
+        ),
+    ] = None,
     why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
 ) -> None:
@@ -279,6 +295,8 @@ def explain_command(
     from rich.console import Console
 
     with one_line_errors():
+        if out is not None:  # before any work: never over an input or a user's file
+            _check_png_out(out, [image, rulebook, mask, residual], command="explain")
         scorer, result = run_explain(
             image,
             rulebook,
@@ -307,7 +325,10 @@ def explain_command(
 @app.command("plot")
 def plot_command(
     rulebook: Annotated[Path, typer.Argument(help="The .rules file.")],
-    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("sets.png"),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="PNG to write (replaces only an earlier plot PNG)."),
+    ] = Path("sets.png"),
 ) -> None:
     """Draw the membership functions of every property the rulebook uses, one panel each."""
     from kistrules.api import load
@@ -316,16 +337,22 @@ def plot_command(
     from kistrules.resolve import resolve
 
     with one_line_errors():
+        _check_png_out(out, [rulebook], command="plot")
         resolved = resolve(load(_existing(rulebook, "rulebook file")))
-        written = save_png(render_sets(resolved), out)
+        written = save_png(render_sets(resolved), out, command="plot")
         stderr.print(f"membership plot written to {escape(str(written))}", highlight=False)
 
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="Directory for data, runs and pictures.")] = (
-        Path("kist-demo")
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory for data, runs and pictures: new, empty, or an earlier demo's "
+            "(replaced; refused if it holds any file the demo did not write).",
+        ),
+    ] = Path("kist-demo"),
     fast: Annotated[bool, typer.Option("--fast", help="A smoke run under a minute.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of data and training.")] = 0,
 ) -> None:

@@ -1,18 +1,22 @@
 """`kistrules fmt PATH... [--check] [--diff]`: rewrite rulebooks in canonical layout.
 
 Like `ruff format`: files are rewritten in place (atomically: a temporary
-file in the same directory, then `os.replace`); `--check` only lists the files
-that would change and exits 1 if there are any; `--diff` prints a unified diff
-and writes nothing (exit 1 if there is a difference). A file with errors is
-left alone: its errors are printed one per line and the exit status is 1.
-A missing path is a usage error (exit 2). The layout itself lives in
-`kistrules.formatter`.
+file in the same directory, then `os.replace`; symlinks, hard links, owner and
+mode are kept, see `write_formatted`); `--check` only lists the files that
+would change and exits 1 if there are any; `--diff` prints a unified diff and
+writes nothing (exit 1 if there is a difference). A file with errors is left
+alone: its errors are printed one per line and the exit status is 1; so is a
+file whose formatted text would exceed the rulebook size limit that `check`
+enforces (fmt never writes a file that check refuses). A missing path, a
+directory without rulebooks, or a FIFO or device is a usage error (exit 2).
+The layout itself lives in `kistrules.formatter`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -25,24 +29,83 @@ from kistrules.cli import app, fail, stderr
 from kistrules.errors import UsageError
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace a file's contents so that a reader sees the old file or the new, never half.
+def write_formatted(path: Path, old: bytes, new: bytes) -> None:
+    """Give the rulebook at `path` the bytes `new`; it stays the same file for its user.
 
-    The temporary file lives in the same directory (os.replace cannot cross
-    file systems) and takes the original's permission bits.
+    - A symlink is followed: its target gets the new text, the link stays a link.
+    - A file with one name is replaced atomically: a temporary file in the
+      target's directory, given the original's owner and mode, is renamed over
+      it, so a reader sees the old text or the new, never half (full disk, crash).
+    - A file with several hard links, or whose owner a rename cannot keep (we
+      are not root and it is someone else's), is rewritten in place: every name
+      sees the new text, and inode, owner and mode stay. Replacing it would
+      split the links (the other names keep the old text) or steal the file.
+      Its old bytes are first saved beside it and written back if the rewrite
+      fails; after a crash mid-write they are still there, in `.NAME.*.tmp`.
     """
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(os.path.realpath(path))
+    info = target.stat()
+    if info.st_nlink == 1 and _replace(target, new, info):
+        return
+    _rewrite_in_place(target, old, new)
+
+
+def _temporary_copy(target: Path, data: bytes) -> Path:
+    """`data` in a new file beside `target` (same file system), flushed to disk."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        Path(name).unlink(missing_ok=True)
         raise
+    return Path(name)
+
+
+def _replace(target: Path, data: bytes, info: os.stat_result) -> bool:
+    """Rename a temporary copy over `target`; False (nothing done) if its owner cannot be kept."""
+    tmp = _temporary_copy(target, data)
+    try:
+        mine = tmp.stat()
+        if (mine.st_uid, mine.st_gid) != (info.st_uid, info.st_gid):
+            try:
+                os.chown(tmp, info.st_uid, info.st_gid)
+            except PermissionError:
+                tmp.unlink()
+                return False
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))  # after chown, which clears set-id bits
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _overwrite(target: Path, data: bytes) -> None:
+    with open(target, "r+b") as handle:
+        handle.write(data)
+        handle.truncate()
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _rewrite_in_place(target: Path, old: bytes, new: bytes) -> None:
+    """Overwrite `target` through its own inode, with its old bytes saved until done."""
+    saved = _temporary_copy(target, old)
+    try:
+        _overwrite(target, new)
+    except BaseException:
+        try:
+            _overwrite(target, old)
+        except OSError as err:
+            raise OSError(
+                err.errno, f"{err.strerror}; its original text is in {saved}", os.fspath(target)
+            ) from err
+        saved.unlink()
+        raise
+    saved.unlink()
 
 
 def unified_diff(path: Path, before: str, after: str) -> str:
@@ -69,7 +132,7 @@ def fmt_command(
     ] = False,
 ) -> None:
     """Format rulebooks: lower-case keywords, aligned blocks, one rule per statement."""
-    from kistrules.api import read_rulebook
+    from kistrules.api import MAX_RULEBOOK_BYTES, read_rulebook
     from kistrules.commands.check import collect_files
     from kistrules.formatter import format_source
     from kistrules.parser import decode
@@ -90,7 +153,17 @@ def fmt_command(
             for d in errors:
                 stderr.print(d.one_line(), markup=False, highlight=False)
             continue
-        if formatted.encode("utf-8") == data:
+        encoded = formatted.encode("utf-8")
+        if encoded == data:
+            continue
+        if len(encoded) > MAX_RULEBOOK_BYTES:  # `check` would refuse what we wrote
+            failed += 1
+            stderr.print(
+                f"error: {path}: formatted text would be {len(encoded):,} bytes, above the "
+                f"rulebook limit of {MAX_RULEBOOK_BYTES:,} bytes; not formatted",
+                markup=False,
+                highlight=False,
+            )
             continue
         changed.append(path)
         if diff:
@@ -101,7 +174,7 @@ def fmt_command(
             if not os.access(path, os.W_OK):  # os.replace would swap a read-only file anyway
                 raise fail(escape(f"{path}: cannot write (read-only file); not formatted"))
             try:
-                write_atomically(path, formatted)
+                write_formatted(path, data, encoded)
             except OSError as err:  # read-only file or folder, full disk: the file is unchanged
                 raise fail(escape(f"{path}: cannot write ({err.strerror or err})")) from None
     sys.stdout.flush()

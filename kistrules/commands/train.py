@@ -17,10 +17,23 @@ import typer
 
 from kistrules.cli import app, one_line_errors, stderr
 
+# The fields that mark a JSON file as an earlier output of a command: only such a file is
+# replaced by the command's --json (kistrules.outputs), never a user's file or an input.
+EVALUATE_FIELDS = ("run", "data", "raw", "filtered")
+AUDIT_FIELDS = ("run_dir", "rulebook_sha256", "rows")
 
-def _write_json(path: Path, data: dict) -> None:
+
+def _check_json_out(path: Path, inputs: list[Path], *, command: str, fields: tuple) -> None:
+    from kistrules.outputs import json_with_fields, refuse_inputs, require_replaceable
+
+    refuse_inputs([path], inputs, command=command)
+    require_replaceable(path, command=command, ours=json_with_fields(*fields))
+
+
+def _write_json(path: Path, data: dict, *, command: str, fields: tuple) -> None:
     from kist_train.atomic import atomic_write_text
 
+    _check_json_out(path, [], command=command, fields=fields)  # again: it may have appeared since
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
@@ -208,7 +221,16 @@ def predict_command(
     inputs: Annotated[
         list[Path], typer.Option("--input", help="Image folder or image files (repeatable).")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the maps.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for the maps: OUT/NAME.tiff, OUT/NAME.png and OUT/predict.json, which "
+            "lists every file predict wrote with its SHA-256. An existing file is replaced only "
+            "if predict.json lists it unchanged, and never an input image; otherwise predict "
+            "refuses before writing anything.",
+        ),
+    ],
     no_filter: Annotated[
         bool, typer.Option("--no-filter", help="Raw residuals, no guided filter.")
     ] = False,
@@ -231,7 +253,9 @@ def evaluate_command(
     json_path: Annotated[
         Path | None,
         typer.Option(
-            "--json", help="Where to write (default RUN/evaluation.json, or evaluation_PHASE.json)."
+            "--json",
+            help="Where to write (default RUN/evaluation.json, or evaluation_PHASE.json); "
+            "replaces only an earlier evaluate output.",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -243,10 +267,11 @@ def evaluate_command(
     with one_line_errors():
         from kist_train.evaluate import evaluate_run, format_table
 
-        result = evaluate_run(model, data, device=device, phase=phase)
         default_name = f"evaluation_{phase}.json" if phase else "evaluation.json"
         target = json_path or model / default_name
-        _write_json(target, result)
+        _check_json_out(target, [], command="evaluate", fields=EVALUATE_FIELDS)
+        result = evaluate_run(model, data, device=device, phase=phase)
+        _write_json(target, result, command="evaluate", fields=EVALUATE_FIELDS)
     typer.echo(format_table(result))
     stderr.print(f"written {target}", markup=False, highlight=False)
 
@@ -256,7 +281,12 @@ def audit_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     rulebook: Annotated[Path, typer.Option("--rulebook", help=".rules file to audit.")],
     data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Also write JSON here (replaces only an earlier audit output)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     phase: Annotated[
         str | None, typer.Option(help="Checkpoint to audit (e.g. update_2; default: the last).")
@@ -274,9 +304,11 @@ def audit_command(
     with one_line_errors():
         from kist_train.audit import audit_rulebook
 
+        if json_path is not None:
+            _check_json_out(json_path, [rulebook], command="audit", fields=AUDIT_FIELDS)
         report = audit_rulebook(model, rulebook, data, device=device, phase=phase, grid=grid)
         if json_path is not None:
-            _write_json(json_path, report.to_dict())
+            _write_json(json_path, report.to_dict(), command="audit", fields=AUDIT_FIELDS)
     typer.echo(report.format_text())
     if per_image:
         typer.echo("\n" + report.format_images())

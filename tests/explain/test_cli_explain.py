@@ -107,6 +107,12 @@ def test_text_output_why_not_and_overlay(files, tmp_path: Path):
     assert "<- limiting" in result.output
     with Image.open(out) as picture:
         assert picture.format == "PNG" and picture.size[1] >= 448
+        assert picture.info["Software"] == "kistrules explain"
+    # the overlay is explain's own: a second run replaces it; a plot there is not explain's
+    again = run(files["image"], "-r", files["rules"], "--mask", files["mask"], "--out", out)
+    assert again.exit_code == 0, again.output
+    plot = CliRunner().invoke(app, ["plot", str(files["rules"]), "--out", str(out)])
+    assert plot.exit_code == 2 and "not an earlier output of kistrules plot" in plot.output
 
 
 def test_residual_source_with_mu_sigma(files):

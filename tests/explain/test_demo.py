@@ -88,6 +88,63 @@ def test_fast_demo_runs_end_to_end(fast_demo):
         assert overlay.size[1] >= 448
 
 
+@pytest.mark.slow
+def test_demo_folder_is_all_the_demos_own(fast_demo, tmp_path: Path):
+    """Every file a demo run leaves is in its manifest, unchanged; a changed or added one
+    makes the folder the user's again, and the next demo run refuses it (issue 16)."""
+    import shutil
+
+    from kist_train.demo import DEMO_MANIFEST, claim_out
+    from kistrules.errors import UsageError
+
+    manifest = claim_out(fast_demo.out)  # raises if any file is unlisted or changed
+    on_disk = {
+        p.relative_to(fast_demo.out).as_posix()
+        for p in fast_demo.out.rglob("*")
+        if p.is_file() and p.name != DEMO_MANIFEST
+    }
+    assert set(manifest.files) == on_disk
+    for change in ("edit", "add", "link"):
+        copy = tmp_path / change
+        shutil.copytree(fast_demo.out, copy, symlinks=True)
+        if change == "edit":  # an expert tries their own rules in the demo's rulebook
+            with open(copy / "demo.rules", "a") as handle:
+                handle.write("# my change\n")
+            culprit = "demo.rules"
+        elif change == "add":
+            (copy / "baseline" / "notes.txt").write_text("mine")
+            culprit = "notes.txt"
+        else:
+            (copy / "data" / "mine").symlink_to(tmp_path, target_is_directory=True)
+            culprit = "mine"
+        with pytest.raises(UsageError, match=culprit):
+            claim_out(copy)
+
+
+@pytest.mark.slow
+def test_demo_runs_again_in_its_own_folder(fast_demo, tmp_path: Path):
+    """A second run replaces the first run's files, and leaves a folder it can claim again."""
+    import shutil
+
+    from rich.console import Console
+
+    from kist_train.demo import claim_out, run_demo
+
+    again = tmp_path / "again"
+    shutil.copytree(fast_demo.out, again, symlinks=True)
+    console = Console(file=open(tmp_path / "console.txt", "w"), width=120)  # noqa: SIM115
+    sizes = DemoSizes(
+        train_good=8, train_anomalous=4, test_good=4, test_anomalous=4, epochs=1,
+        iterations=1, update_epochs=1,
+    )  # fmt: skip
+    try:
+        result = run_demo(again, seed=4, console=console, progress=False, sizes=sizes)
+    finally:
+        console.file.close()
+    assert len(list((result.data / "train" / "good").glob("*.png"))) == 8
+    claim_out(again)
+
+
 def test_demo_command_is_one_line_on_a_bad_out(tmp_path: Path):
     from typer.testing import CliRunner
 

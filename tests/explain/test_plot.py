@@ -71,6 +71,8 @@ def test_plot_command_writes_a_png(tmp_path: Path):
         pixels = np.asarray(picture.convert("RGB"))
     assert pixels.std() > 10  # not a blank canvas
     assert not list(out.parent.glob(".*"))  # no temp file left behind
+    again = CliRunner().invoke(app, ["plot", str(rules), "--out", str(out)])
+    assert again.exit_code == 0, again.output  # its own earlier plot is replaced
 
 
 def test_plot_of_a_bad_rulebook_is_one_line(tmp_path: Path):

@@ -549,26 +549,41 @@ def _messy_unchanged(tmp: Path) -> None:
 
 # full disk (mocked: fsync or the TIFF writer raises ENOSPC)
 
-PREVIOUS = '{"previous": true}\n'
+
+def _invoke_ok(args: list[str]) -> None:
+    """Run a preparatory command of a case; it must succeed."""
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def _keep_copy(path: Path) -> None:
+    """Remember a file's bytes beside the case directory's files, for `_copies_intact`."""
+    shutil.copyfile(path, path.with_name(path.name + ".before"))
+
+
+def _copies_intact(tmp: Path) -> None:
+    copies = list(tmp.rglob("*.before"))
+    assert copies, "the case kept no copy to compare with"
+    for copy in copies:
+        original = copy.with_name(copy.name.removesuffix(".before"))
+        assert original.read_bytes() == copy.read_bytes(), f"{original} changed"
 
 
 def b_full_disk_evaluate(tmp, world, mp):
-    (tmp / "eval.json").write_text(PREVIOUS)
-    mp.setattr(os, "fsync", _disk_full)
-    return [
+    args = [
         "evaluate", "--model", str(world.run), "--data", str(world.data),
         "--json", str(tmp / "eval.json"), "--device", "cpu",
     ]  # fmt: skip
-
-
-def _previous_intact(tmp: Path) -> None:
-    assert (tmp / "eval.json").read_text() == PREVIOUS
+    _invoke_ok(args)  # the previous output: evaluate may replace only its own
+    _keep_copy(tmp / "eval.json")
+    mp.setattr(os, "fsync", _disk_full)
+    return args
 
 
 def b_full_disk_predict(tmp, world, mp):
-    (tmp / "maps").mkdir()
-    tifffile.imwrite(tmp / "maps" / "a.tiff", np.ones((2, 2), np.float32))
     shutil.copy(world.image, tmp / "a.png")
+    _invoke_ok(_predict(world.run, tmp / "a.png", tmp / "maps"))
+    _keep_copy(tmp / "maps" / "a.tiff")
 
     def half_then_full(path, data, *args, **kwargs):
         Path(path).write_bytes(b"II*\x00 half a tiff")
@@ -578,14 +593,341 @@ def b_full_disk_predict(tmp, world, mp):
     return _predict(world.run, tmp / "a.png", tmp / "maps")
 
 
-def _previous_map_intact(tmp: Path) -> None:
-    np.testing.assert_array_equal(tifffile.imread(tmp / "maps" / "a.tiff"), np.ones((2, 2)))
-
-
 def b_full_disk_fmt(tmp, world, mp):
     (tmp / "messy.rules").write_text("if GRAY is LOW then anomalous (0.9)\n")
     mp.setattr(os, "fsync", _disk_full)
     return ["fmt", str(tmp / "messy.rules")]
+
+
+# outputs over inputs and foreign files (issue 16, item 2): predict, explain, plot, evaluate,
+# audit and demo replace only files they wrote themselves, and never an input
+
+
+def _images(folder: Path, world: World, *names: str) -> Path:
+    """`folder` holding copies of the world's test image under `names` (suffix picks the format)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gray = np.asarray(Image.open(world.image).convert("L"))
+    for name in names:
+        if name.endswith((".tif", ".tiff")):
+            tifffile.imwrite(folder / name, gray)
+        else:
+            Image.fromarray(gray).save(folder / name)
+        _keep_copy(folder / name)
+    return folder
+
+
+def _no_maps(tmp: Path) -> None:
+    _copies_intact(tmp)
+    assert not [p for p in tmp.rglob("*.tiff") if not p.name.startswith("b.")], "maps written"
+    assert not list(tmp.rglob("predict.json")), "predict.json written"
+
+
+def b_predict_out_is_input(tmp, world, mp):
+    """The issue's example: `predict --input imgs --out imgs` with PNG images."""
+    imgs = _images(tmp / "imgs", world, "a.png", "b.png")
+    return _predict(world.run, imgs, imgs)
+
+
+def b_predict_out_links_to_input(tmp, world, mp):
+    """--out spelled through a symlink to the input folder; b.tiff's map would be b.tiff."""
+    imgs = _images(tmp / "imgs", world, "b.tiff")
+    (tmp / "link").symlink_to(imgs, target_is_directory=True)
+    return [*_predict(world.run, imgs, tmp / "link"), "--no-overlays"]
+
+
+def b_predict_input_inside_out(tmp, world, mp):
+    out = _images(tmp / "out", world, "a.png")
+    return _predict(world.run, out / "a.png", out)
+
+
+def b_predict_foreign_file_in_out(tmp, world, mp):
+    imgs = _images(tmp / "imgs", world, "a.png")
+    _images(tmp / "out", world, "a.png")  # the user's own picture that happens to share the name
+    return _predict(world.run, imgs, tmp / "out")
+
+
+def b_predict_foreign_manifest(tmp, world, mp):
+    imgs = _images(tmp / "imgs", world, "a.png")
+    (tmp / "out").mkdir()
+    (tmp / "out" / "predict.json").write_text('{"my": "notes"}\n')
+    _keep_copy(tmp / "out" / "predict.json")
+    return _predict(world.run, imgs, tmp / "out")
+
+
+def b_predict_symlink_in_out(tmp, world, mp):
+    imgs = _images(tmp / "imgs", world, "a.png")
+    (tmp / "precious.tiff").write_bytes(b"not ours")
+    _keep_copy(tmp / "precious.tiff")
+    (tmp / "out").mkdir()
+    (tmp / "out" / "a.tiff").symlink_to(tmp / "precious.tiff")
+    return _predict(world.run, imgs, tmp / "out")
+
+
+def _link_kept(tmp: Path) -> None:
+    _copies_intact(tmp)
+    assert (tmp / "out" / "a.tiff").is_symlink()
+
+
+def b_predict_edited_output(tmp, world, mp):
+    """An overlay predict wrote, then the user edited: no longer predict's to replace."""
+    imgs = _images(tmp / "imgs", world, "a.png")
+    _invoke_ok(_predict(world.run, imgs, tmp / "out"))
+    with open(tmp / "out" / "a.png", "ab") as handle:
+        handle.write(b"the user's annotations")
+    _keep_copy(tmp / "out" / "a.png")
+    return _predict(world.run, imgs, tmp / "out")
+
+
+def b_predict_twice_into_input_folder(tmp, world, mp):
+    """JPEG inputs, --out = the input folder: allowed (nothing replaced), and repeatable:
+    the second run must not take the first run's maps and overlays for inputs."""
+    imgs = _images(tmp / "imgs", world, "a.jpg")
+    _invoke_ok(_predict(world.run, imgs, imgs))
+    return _predict(world.run, imgs, imgs)
+
+
+def b_predict_twice_into_subfolder(tmp, world, mp):
+    imgs = _images(tmp / "imgs", world, "a.png")
+    _invoke_ok(_predict(world.run, imgs, imgs / "maps"))
+    return _predict(world.run, imgs, imgs / "maps")
+
+
+def _one_map_beside(tmp: Path) -> None:
+    _copies_intact(tmp)
+    maps = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*.tiff"))
+    assert len(maps) == 1, maps
+
+
+def b_explain_out_is_image(tmp, world, mp):
+    image = _images(tmp, world, "x.png") / "x.png"
+    return _explain(world, image, "--mask", str(world.mask), "--out", str(image))
+
+
+def b_explain_out_is_mask(tmp, world, mp):
+    shutil.copy(world.mask, tmp / "m.png")
+    _keep_copy(tmp / "m.png")
+    return _explain(world, world.image, "--mask", str(tmp / "m.png"), "--out", str(tmp / "m.png"))
+
+
+def b_explain_out_foreign_png(tmp, world, mp):
+    _images(tmp, world, "holiday.png")
+    out = str(tmp / "holiday.png")
+    return _explain(world, world.image, "--mask", str(world.mask), "--out", out)
+
+
+def b_plot_out_is_rulebook(tmp, world, mp):
+    shutil.copy(world.rules, tmp / "b.rules")
+    _keep_copy(tmp / "b.rules")
+    return ["plot", str(tmp / "b.rules"), "--out", str(tmp / "b.rules")]
+
+
+def b_plot_out_foreign_png(tmp, world, mp):
+    _images(tmp, world, "sets.png")
+    return ["plot", str(world.rules), "--out", str(tmp / "sets.png")]
+
+
+def b_evaluate_json_foreign(tmp, world, mp):
+    (tmp / "notes.json").write_text('{"mine": true}\n')
+    _keep_copy(tmp / "notes.json")
+    return [
+        "evaluate", "--model", str(world.run), "--data", str(world.data),
+        "--json", str(tmp / "notes.json"), "--device", "cpu",
+    ]  # fmt: skip
+
+
+def b_audit_json_is_rulebook(tmp, world, mp):
+    shutil.copy(world.rules, tmp / "b.rules")
+    _keep_copy(tmp / "b.rules")
+    return [
+        "audit", "--model", str(world.run), "--rulebook", str(tmp / "b.rules"),
+        "--data", str(world.data), "--json", str(tmp / "b.rules"), "--device", "cpu",
+    ]  # fmt: skip
+
+
+def b_demo_out_holds_user_data(tmp, world, mp):
+    """`demo --out` on a folder of the user's: it used to delete OUT/data before anything else."""
+    (tmp / "project" / "data").mkdir(parents=True)
+    (tmp / "project" / "data" / "measurements.csv").write_text("1,2,3\n")
+    _keep_copy(tmp / "project" / "data" / "measurements.csv")
+    return ["demo", "--fast", "--out", str(tmp / "project")]
+
+
+# fmt (issue 16, item 5): through symlinks, keeping hard links, owner and mode, never past
+# the size limit that `check` enforces
+
+MESSY = "IF GRAY is LOW then anomalous (.9)\n"
+TIDY = "if gray is low then anomalous (0.9)\n"
+
+
+def b_fmt_symlink(tmp, world, mp):
+    (tmp / "real.rules").write_text(MESSY)
+    (tmp / "link.rules").symlink_to("real.rules")
+    return ["fmt", str(tmp / "link.rules")]
+
+
+def _target_formatted_link_kept(tmp: Path) -> None:
+    assert (tmp / "link.rules").is_symlink()
+    assert os.readlink(tmp / "link.rules") == "real.rules"
+    assert (tmp / "real.rules").read_text() == TIDY
+
+
+def b_fmt_hard_link(tmp, world, mp):
+    (tmp / "a.rules").write_text(MESSY)
+    os.link(tmp / "a.rules", tmp / "b.rules")
+    return ["fmt", str(tmp / "a.rules")]
+
+
+def _links_kept(tmp: Path) -> None:
+    assert os.path.samefile(tmp / "a.rules", tmp / "b.rules")
+    assert (tmp / "a.rules").stat().st_nlink == 2
+    assert (tmp / "b.rules").read_text() == TIDY
+
+
+def b_fmt_hard_link_full_disk(tmp, world, mp):
+    """The in-place rewrite fails (disk full at its fsync): the old text is put back."""
+    b_fmt_hard_link(tmp, world, mp)
+    calls = []
+    real_fsync = os.fsync
+
+    def second_fails(fd):  # 1: the saved copy of the old text; 2: the rewrite
+        calls.append(fd)
+        if len(calls) == 2:
+            _disk_full()
+        return real_fsync(fd)
+
+    mp.setattr(os, "fsync", second_fails)
+    return ["fmt", str(tmp / "a.rules")]
+
+
+def _links_kept_old_text(tmp: Path) -> None:
+    assert os.path.samefile(tmp / "a.rules", tmp / "b.rules")
+    assert (tmp / "b.rules").read_text() == MESSY
+    assert sorted(p.name for p in tmp.iterdir()) == ["a.rules", "b.rules"]
+
+
+def b_fmt_keeps_owner_and_mode(tmp, world, mp):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    (tmp / "a.rules").write_text(MESSY)
+    os.chown(tmp / "a.rules", 65534, 65534)  # nobody / nogroup
+    (tmp / "a.rules").chmod(0o604)
+    return ["fmt", str(tmp / "a.rules")]
+
+
+def _owner_and_mode_kept(tmp: Path) -> None:
+    info = (tmp / "a.rules").stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (65534, 65534, 0o604)
+    assert (tmp / "a.rules").read_text() == TIDY
+
+
+def b_fmt_owner_not_keepable(tmp, world, mp):
+    """Someone else's file, and we may not chown (as a non-root user): fmt must not take the
+    file over by a rename; it rewrites it in place (same inode, owner and mode)."""
+    b_fmt_keeps_owner_and_mode(tmp, world, mp)
+    (tmp / "inode").write_text(str((tmp / "a.rules").stat().st_ino))
+
+    def not_permitted(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    mp.setattr(os, "chown", not_permitted)  # what a non-root user gets
+    return ["fmt", str(tmp / "a.rules")]
+
+
+def _same_inode_formatted(tmp: Path) -> None:
+    assert str((tmp / "a.rules").stat().st_ino) == (tmp / "inode").read_text()
+    _owner_and_mode_kept(tmp)
+
+
+def b_fmt_long_set_names(tmp, world, mp):
+    """The issue's file: 151 `set` lines, one with a 10,000-character name (14.6 kB)."""
+    lines = [f"set gray.{'n' * 10_000} = triangle(0, 0.5, 1)"]
+    lines += [f"set gray.s{i} = triangle(0, 0.5, 1)" for i in range(150)]
+    lines.append("IF gray is s1 THEN anomalous (0.9)")
+    (tmp / "long.rules").write_text("\n".join(lines) + "\n")
+    return ["fmt", str(tmp / "long.rules")]
+
+
+def _still_checkable(tmp: Path) -> None:
+    from kistrules.api import MAX_RULEBOOK_BYTES, read_rulebook
+
+    size = (tmp / "long.rules").stat().st_size
+    assert size <= 2 * 14_615, f"formatting grew the file to {size:,} bytes"
+    assert len(read_rulebook(tmp / "long.rules")) <= MAX_RULEBOOK_BYTES
+
+
+# non-regular files (issue 16, item 9): refused unopened, never a hang; these cases run the
+# CLI in a subprocess with a timeout, so that a regression fails instead of blocking the suite
+
+
+def _fifo(path: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this system")
+    os.mkfifo(path)
+    return path
+
+
+def b_fifo_check(tmp, world, mp):
+    return ["check", str(_fifo(tmp / "pipe.rules"))]
+
+
+def b_fifo_fmt(tmp, world, mp):
+    return ["fmt", str(_fifo(tmp / "pipe.rules"))]
+
+
+def b_fifo_in_searched_folder(tmp, world, mp):
+    shutil.copy(world.rules, tmp / "b.rules")
+    _fifo(tmp / "pipe.rules")
+    return ["check", str(tmp)]
+
+
+def b_fifo_explain_rulebook(tmp, world, mp):
+    pipe = str(_fifo(tmp / "pipe.rules"))
+    return ["explain", str(world.image), "-r", pipe, "--mask", str(world.mask)]
+
+
+def b_fifo_explain_image(tmp, world, mp):
+    return _explain(world, _fifo(tmp / "pipe.png"), "--mask", str(world.mask))
+
+
+def b_fifo_explain_mask(tmp, world, mp):
+    return _explain(world, world.image, "--mask", str(_fifo(tmp / "pipe.png")))
+
+
+def b_fifo_explain_residual(tmp, world, mp):
+    pipe = _fifo(tmp / "pipe.tif")
+    return _explain(world, world.image, "--residual", str(pipe), "--mu", "0", "--sigma", "1")
+
+
+def b_fifo_plot(tmp, world, mp):
+    return ["plot", str(_fifo(tmp / "pipe.rules")), "--out", str(tmp / "out" / "sets.png")]
+
+
+def b_fifo_predict(tmp, world, mp):
+    return _predict(world.run, _fifo(tmp / "pipe.png"), tmp / "out")
+
+
+def b_fifo_train_rulebook(tmp, world, mp):
+    return [
+        "train", "--data", str(world.data), "--rulebook", str(_fifo(tmp / "pipe.rules")),
+        "--out", str(tmp / "out"), *TINY,
+    ]  # fmt: skip
+
+
+def b_device_rulebook(tmp, world, mp):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    return ["check", "/dev/zero"]
+
+
+def b_empty_folder_check(tmp, world, mp):
+    (tmp / "empty").mkdir()
+    (tmp / "empty" / "notes.txt").write_text("not a rulebook\n")
+    return ["check", str(tmp / "empty")]
+
+
+def b_empty_folder_fmt(tmp, world, mp):
+    (tmp / "empty").mkdir()
+    return ["fmt", str(tmp / "empty")]
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -601,6 +943,7 @@ class Case:
     fragments: tuple[str, ...] = ()  # all in the one stderr line (exit != 0) or stdout (exit 0)
     out: str | None = None  # relative path that must hold no file afterwards
     check: Callable[[Path], None] | None = None
+    isolated: bool = False  # run `python -m kistrules` with a timeout: a hang must fail
 
 
 LIMIT = "above the limit of 67,108,864 pixels"
@@ -675,14 +1018,14 @@ CASES = [
         b_full_disk_evaluate,
         1,
         ("eval.json", "No space left on device"),
-        check=_previous_intact,
+        check=_copies_intact,
     ),
     Case(
         "full_disk_predict",
         b_full_disk_predict,
         1,
         ("a.tiff", "No space left on device"),
-        check=_previous_map_intact,
+        check=_copies_intact,
     ),
     Case(
         "full_disk_fmt",
@@ -691,6 +1034,152 @@ CASES = [
         ("messy.rules", "No space left on device"),
         check=_messy_unchanged,
     ),
+    # outputs over inputs and foreign files
+    Case("predict_out_is_input", b_predict_out_is_input, 2, ("is the input",), check=_no_maps),
+    Case(
+        "predict_out_links_to_input",
+        b_predict_out_links_to_input,
+        2,
+        ("b.tiff", "is the input"),
+        check=_no_maps,
+    ),
+    Case(
+        "predict_input_inside_out",
+        b_predict_input_inside_out,
+        2,
+        ("a.png", "is the input"),
+        check=_no_maps,
+    ),
+    Case(
+        "predict_foreign_file_in_out",
+        b_predict_foreign_file_in_out,
+        2,
+        ("out/a.png", "not an earlier output of kistrules predict"),
+        check=_no_maps,
+    ),
+    Case(
+        "predict_foreign_manifest",
+        b_predict_foreign_manifest,
+        2,
+        ("predict.json", "not an earlier output"),
+        check=_copies_intact,
+    ),
+    Case(
+        "predict_symlink_in_out",
+        b_predict_symlink_in_out,
+        2,
+        ("a.tiff", "symbolic link"),
+        check=_link_kept,
+    ),
+    Case(
+        "predict_edited_output",
+        b_predict_edited_output,
+        2,
+        ("a.png", "not an earlier output"),
+        check=_copies_intact,
+    ),
+    Case(
+        "predict_twice_into_input_folder",
+        b_predict_twice_into_input_folder,
+        0,
+        ("1 maps",),
+        check=_one_map_beside,
+    ),
+    Case(
+        "predict_twice_into_subfolder",
+        b_predict_twice_into_subfolder,
+        0,
+        ("1 maps",),
+        check=_one_map_beside,
+    ),
+    Case(
+        "explain_out_is_image",
+        b_explain_out_is_image,
+        2,
+        ("x.png", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "explain_out_is_mask",
+        b_explain_out_is_mask,
+        2,
+        ("m.png", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "explain_out_foreign_png",
+        b_explain_out_foreign_png,
+        2,
+        ("holiday.png", "not an earlier output of kistrules explain"),
+        check=_copies_intact,
+    ),
+    Case(
+        "plot_out_is_rulebook",
+        b_plot_out_is_rulebook,
+        2,
+        ("b.rules", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "plot_out_foreign_png",
+        b_plot_out_foreign_png,
+        2,
+        ("sets.png", "not an earlier output"),
+        check=_copies_intact,
+    ),
+    Case(
+        "evaluate_json_foreign",
+        b_evaluate_json_foreign,
+        2,
+        ("notes.json", "not an earlier output of kistrules evaluate"),
+        check=_copies_intact,
+    ),
+    Case(
+        "audit_json_is_rulebook",
+        b_audit_json_is_rulebook,
+        2,
+        ("b.rules", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "demo_out_holds_user_data",
+        b_demo_out_holds_user_data,
+        2,
+        ("measurements.csv", "not written by an earlier kistrules demo"),
+        check=_copies_intact,
+    ),
+    # fmt
+    Case("fmt_symlink", b_fmt_symlink, 0, check=_target_formatted_link_kept),
+    Case("fmt_hard_link", b_fmt_hard_link, 0, check=_links_kept),
+    Case(
+        "fmt_hard_link_full_disk",
+        b_fmt_hard_link_full_disk,
+        1,
+        ("a.rules", "No space left on device"),
+        check=_links_kept_old_text,
+    ),
+    Case("fmt_keeps_owner_and_mode", b_fmt_keeps_owner_and_mode, 0, check=_owner_and_mode_kept),
+    Case("fmt_owner_not_keepable", b_fmt_owner_not_keepable, 0, check=_same_inode_formatted),
+    Case("fmt_long_set_names", b_fmt_long_set_names, 0, check=_still_checkable),
+    # non-regular files and empty folders
+    *(
+        Case(name, build, 2, fragments, isolated=True)
+        for name, build, fragments in (
+            ("fifo_check", b_fifo_check, ("pipe.rules", "named pipe")),
+            ("fifo_fmt", b_fifo_fmt, ("pipe.rules", "named pipe")),
+            ("fifo_in_searched_folder", b_fifo_in_searched_folder, ("pipe.rules", "named pipe")),
+            ("fifo_explain_rulebook", b_fifo_explain_rulebook, ("pipe.rules", "named pipe")),
+            ("fifo_explain_image", b_fifo_explain_image, ("pipe.png", "named pipe")),
+            ("fifo_explain_mask", b_fifo_explain_mask, ("pipe.png", "named pipe")),
+            ("fifo_explain_residual", b_fifo_explain_residual, ("pipe.tif", "named pipe")),
+            ("fifo_plot", b_fifo_plot, ("pipe.rules", "named pipe")),
+            ("fifo_predict", b_fifo_predict, ("pipe.png", "named pipe")),
+            ("fifo_train_rulebook", b_fifo_train_rulebook, ("pipe.rules", "named pipe")),
+            ("device_rulebook", b_device_rulebook, ("/dev/zero", "character device")),
+        )
+    ),
+    Case("empty_folder_check", b_empty_folder_check, 2, ("empty", "no .rules files")),
+    Case("empty_folder_fmt", b_empty_folder_fmt, 2, ("empty", "no .rules files")),
 ]
 
 
@@ -704,11 +1193,27 @@ def _run_in_process(args: list[str]) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _run_isolated(args: list[str], timeout: float = 60) -> tuple[int, str, str]:
+    """`python -m kistrules ARGS` with no stdin; a command still running at `timeout` fails."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kistrules", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"kistrules {' '.join(args)} still running after {timeout} s: it hangs")
+    return done.returncode, done.stdout, done.stderr
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_hostile_input(case: Case, world: World, tmp_path: Path, monkeypatch) -> None:
     try:
         args = case.build(tmp_path, world, monkeypatch)
-        code, out, err = _run_in_process(args)
+        code, out, err = (_run_isolated if case.isolated else _run_in_process)(args)
     finally:
         monkeypatch.undo()  # the checks below use the real file system calls
         thaw()
@@ -862,3 +1367,25 @@ def test_console_script_prints_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "huge.rules" in lines[0] and "limit" in lines[0], lines
+
+
+def test_fmt_never_writes_past_the_size_limit(tmp_path: Path, monkeypatch) -> None:
+    """Formatting grows this file past a (lowered) limit: fmt says so and leaves it untouched.
+
+    `check` would refuse the result, so fmt treats it as a file with errors: that
+    line, the summary, exit 1, and the next files are still formatted.
+    """
+    import kistrules.api
+
+    text = "".join(f"IF gray is low THEN anomalous (.{i % 9 + 1})\n" for i in range(6))
+    grows, other = tmp_path / "grows.rules", tmp_path / "other.rules"
+    grows.write_text(text)
+    other.write_text(MESSY)
+    monkeypatch.setattr(kistrules.api, "MAX_RULEBOOK_BYTES", len(text.encode()) + 2)
+    code, out, err = _run_in_process(["fmt", str(grows), str(other)])
+    assert code == 1, err
+    assert "Traceback" not in out + err
+    (line,) = [line for line in err.splitlines() if "grows.rules" in line]
+    assert line.startswith("error: ") and "above the rulebook limit" in line, line
+    assert grows.read_text() == text
+    assert other.read_text() == TIDY

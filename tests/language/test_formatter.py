@@ -14,6 +14,7 @@ import kistrules.commands.fmt  # noqa: F401 - registers `fmt` on the app
 from kistrules.ast import Number, Rule, Rulebook, Term
 from kistrules.cli import app
 from kistrules.formatter import (
+    ALIGN_MAX_NAME,
     WRAP_WIDTH,
     canonical_number,
     format_number,
@@ -134,6 +135,29 @@ def test_format_source_refuses_output_that_changes_the_meaning(monkeypatch):
     monkeypatch.setattr(formatter, "format_rulebook", lambda rb: "if gray is low then anomalous\n")
     with pytest.raises(RuntimeError, match="change the meaning"):
         formatter.format_source("scale gray = 255\nIF gray is high THEN anomalous", "x.rules")
+
+
+def test_a_name_too_long_to_align_does_not_push_the_block_right():
+    """Issue 16: one 10,000-character set name padded all 150 other lines to its width
+    (14.6 kB -> 1.5 MB). Names longer than ALIGN_MAX_NAME no longer set the `=` column."""
+    long = "gray." + "n" * 200
+    source = (
+        f"set {long} = triangle(0, 0.5, 1)\n"
+        "set gray.dim = triangle(0, 0.2, 0.4)  # dark\n"
+        "set area.large = triangle(10, 20, 30)\n"
+        "IF gray is dim THEN anomalous (0.9)\n"
+    )
+    formatted, errors = format_source(source, "long.rules")
+    assert errors == [] and formatted is not None
+    lines = formatted.splitlines()
+    assert lines[0] == f"set {long} = triangle(0, 0.5, 1)"
+    # the short names align on `=` among themselves, and their comment sits after them
+    short = [line for line in lines if line.startswith("set") and long not in line]
+    assert len({line.index("=") for line in short}) == 1
+    assert short[0].index("=") == len("set area.large ")
+    assert max(len(line) for line in short) <= WRAP_WIDTH
+    assert len(formatted) < len(source) + 3 * ALIGN_MAX_NAME
+    assert format_rulebook(_parse(formatted)) == formatted  # still idempotent
 
 
 # --- kistrules fmt -------------------------------------------------------------------

@@ -29,6 +29,7 @@ from kist_train.predict import (
     residual_maps,
     write_predictions,
 )
+from kistrules.commands.train import AUDIT_FIELDS, EVALUATE_FIELDS
 from kistrules.errors import CheckpointError, UsageError
 from tests.train import synthetic as syn
 
@@ -94,6 +95,73 @@ def test_write_predictions_mirrors_the_tree(trained, tmp_path):
     assert summary["maps"] == len(sources) and summary["filter"] is True
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_predict_json_lists_every_file_written_with_its_hash(trained, tmp_path):
+    """The manifest is what lets a later run replace these files and nothing else."""
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    out = tmp_path / "maps"
+    write_predictions(run, [data / "test"], out, batch_size=3)
+    files = json.loads((out / "predict.json").read_text())["files"]
+    on_disk = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "predict.json")
+    assert sorted(files) == [p.relative_to(out).as_posix() for p in on_disk]
+    assert all(files[p.relative_to(out).as_posix()] == _sha256(p) for p in on_disk)
+    # A second run replaces its own files (the manifest still matches afterwards) ...
+    write_predictions(run, [data / "test"], out, overlays=False)
+    again = json.loads((out / "predict.json").read_text())["files"]
+    assert sorted(again) == sorted(files)
+    assert all(again[key] == _sha256(out / key) for key in again)
+    # ... but not one edited since.
+    edited = on_disk[0]
+    edited.write_bytes(edited.read_bytes() + b"edited")
+    with pytest.raises(UsageError, match="not an earlier output of kistrules predict"):
+        write_predictions(run, [data / "test"], out)
+    assert edited.read_bytes().endswith(b"edited")
+
+
+def test_interrupted_predict_lists_what_it_wrote(trained, tmp_path, monkeypatch):
+    """Ctrl-C in the second batch: the first batch's files are listed, so a rerun may go on."""
+    import kist_train.data
+
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    images = sorted((data / "test" / "good").iterdir())[:2]
+    real_read_gray = kist_train.data.read_gray
+
+    def interrupted_at_second(path):
+        if Path(path) == images[1]:
+            raise KeyboardInterrupt
+        return real_read_gray(path)
+
+    monkeypatch.setattr(kist_train.data, "read_gray", interrupted_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_predictions(run, images, tmp_path / "m", batch_size=1)
+    files = json.loads((tmp_path / "m" / "predict.json").read_text())["files"]
+    assert sorted(files) == [f"{images[0].stem}.png", f"{images[0].stem}.tiff"]
+    monkeypatch.undo()
+    assert len(write_predictions(run, images, tmp_path / "m", batch_size=1)) == 2
+
+
+def test_predict_json_before_manifests_is_replaced_but_lists_nothing(trained, tmp_path):
+    run_dir, data, _ = trained
+    run = load_run(run_dir, device="cpu")
+    one = next((data / "test" / "good").iterdir())
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "predict.json").write_text('{"run": "r", "filter": true, "maps": 1}\n')
+    assert write_predictions(run, [one], out) == [out / f"{one.stem}.tiff"]
+    (out / "old").mkdir()
+    (out / "old" / "predict.json").write_text('{"run": "r", "filter": true, "maps": 1}\n')
+    (out / "old" / f"{one.stem}.tiff").write_bytes(b"an unlisted map")
+    with pytest.raises(UsageError, match="not an earlier output"):
+        write_predictions(run, [one], out / "old")
+
+
 def test_heat_overlay_is_not_normalised_per_image():
     image = np.full((2, 2), 100.0)
     small = heat_overlay(image, np.array([[0.1, 0.0], [0.0, 0.0]]), vmax=1.0)
@@ -133,6 +201,7 @@ def test_evaluate_matches_sklearn(trained):
         )
         assert 0 <= result[key]["aupro"] <= 100
     assert result["images"] == len(items) and result["anomalous_images"] == 4
+    assert set(EVALUATE_FIELDS) <= result.keys()  # how `evaluate --json` knows its own file
     table = format_table(result)
     assert "guided filter" in table and f"{result['raw']['aupro']:.1f}" in table
 
@@ -249,6 +318,7 @@ def test_audit_rulebook_hand_case(tmp_path):
     assert later.row("hole").tp == 20
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0
     assert json.loads(json.dumps(report.to_dict()))["images"][0]["tp"] == 20
+    assert set(AUDIT_FIELDS) <= report.to_dict().keys()  # how `audit --json` knows its own file
 
 
 def test_audit_on_the_working_grid(tmp_path):
