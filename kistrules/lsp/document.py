@@ -1,0 +1,44 @@
+"""One analysed version of an open document: what every request reads.
+
+Analysing is `kistrules.api.diagnose`, exactly what `check` runs; the symbol
+index and the position maps are built on first use, since diagnostics alone
+need neither.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from kistrules.api import diagnose
+from kistrules.ast import Rulebook
+from kistrules.diagnostics import Diagnostic
+from kistrules.lsp.positions import PositionMap
+from kistrules.symbols import SymbolIndex
+
+
+@dataclass
+class Snapshot:
+    uri: str
+    version: int | None
+    text: str
+    rulebook: Rulebook | None
+    diagnostics: list[Diagnostic]
+    _maps: dict[str, PositionMap] = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def index(self) -> SymbolIndex | None:
+        return SymbolIndex(self.rulebook) if self.rulebook is not None else None
+
+    def positions(self, encoding: str) -> PositionMap:
+        """The offset <-> LSP position map for the negotiated encoding."""
+        found = self._maps.get(encoding)
+        if found is None:
+            found = self._maps[encoding] = PositionMap(self.text, encoding)
+        return found
+
+
+def analyse(uri: str, version: int | None, text: str, path: str) -> Snapshot:
+    """Parse and check one version of a document (CPU-bound: run it off the event loop)."""
+    rulebook, diagnostics = diagnose(text, path)
+    return Snapshot(uri, version, text, rulebook, diagnostics)
