@@ -292,12 +292,12 @@ def _bad_characters(text: str, start: int, end: int, lines: _Builder) -> Diagnos
 
 def parse_detailed(text: str, path: str = "<string>") -> ParseResult:
     """Like `parse`, also telling which set definitions were lost to syntax errors."""
-    with _no_gc():
+    with gc_paused():
         return _parse_detailed(text, path)
 
 
 @contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while the AST is built.
 
     Building a large rulebook allocates ~100 container objects per rule and
@@ -517,13 +517,15 @@ def name_role(tokens: Sequence[Token], index: int) -> str | None:
     return NAME_ROLE_AFTER.get(prev) if prev is not None else None
 
 
-def lex_statements(text: str) -> tuple[list[StatementTokens], list[Comment]]:
-    """The tokens of each statement, as the parser cuts them, and the comments; never raises.
-
-    A run of characters that no token starts with is skipped and marks its
-    statement `damaged` (the parser reports it as E001).
-    """
-    return _lex(text, _Builder(text, "<string>"), [])
+def lex_statements(
+    text: str,
+) -> tuple[list[StatementTokens], list[Comment], list[Diagnostic]]:
+    """The tokens of each statement, as the parser cuts them, the comments, and the
+    lexer's errors (E001: an unterminated string, a character no token starts with,
+    skipped; its statement is marked `damaged`). Never raises."""
+    problems: list[Diagnostic] = []
+    chunks, comments = _lex(text, _Builder(text, "<string>"), problems)
+    return chunks, comments, problems
 
 
 def expected_terminals(tokens: Sequence[Token]) -> frozenset[str] | None:

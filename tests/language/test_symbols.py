@@ -58,7 +58,7 @@ def test_every_name_token_of_the_shipped_rulebooks_is_an_occurrence(path):
     text = path.read_text(encoding="utf-8")
     rulebook, diagnostics = parse(text, str(path))
     assert not diagnostics
-    chunks, _ = lex_statements(text)
+    chunks, _, _ = lex_statements(text)
     names = {(t.start_pos, t.end_pos) for c in chunks for t in c.tokens if t.type == "NAME"}
     index = SymbolIndex(rulebook)
     found = [(o.identifier.span.start, o.identifier.span.end) for o in index.occurrences]
