@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from kistrules.api import diagnose
+from kistrules.api import MAX_RULEBOOK_BYTES, diagnose
 from kistrules.ast import Rulebook
 from kistrules.diagnostics import Diagnostic
 from kistrules.lsp.positions import PositionMap
@@ -25,6 +25,7 @@ class Snapshot:
     text: str
     rulebook: Rulebook | None
     diagnostics: list[Diagnostic]
+    too_large: bool = False  # over `kistrules check`'s size limit: not analysed
     _maps: dict[str, PositionMap] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
@@ -47,6 +48,8 @@ def analyse(uri: str, version: int | None, text: str, path: str) -> Snapshot:
     AST alive meanwhile, and collections rescanning both cost about a fifth of
     the server's CPU time per edit of a 1,000-rule file (benchmarks/bench_lsp.py).
     """
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_RULEBOOK_BYTES:
+        return Snapshot(uri, version, text, None, [], too_large=True)
     with gc_paused():
         rulebook, diagnostics = diagnose(text, path)
     return Snapshot(uri, version, text, rulebook, diagnostics)

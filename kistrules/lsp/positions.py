@@ -17,12 +17,13 @@ import re
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
+# "surrogatepass": a lone surrogate (JSON allows "\\ud800") counts as one UTF-16 unit.
 def _units_utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
 
 
 def _units_utf8(text: str) -> int:
-    return len(text.encode("utf-8"))
+    return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 _UNITS = {"utf-16": _units_utf16, "utf-8": _units_utf8, "utf-32": len}

@@ -28,6 +28,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from kistrules import __version__
+from kistrules.api import MAX_RULEBOOK_BYTES
 from kistrules.lsp import features
 from kistrules.lsp.completion import complete
 from kistrules.lsp.document import Snapshot, analyse
@@ -44,6 +45,7 @@ class _Document:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one analysis at a time
     timer: asyncio.Task | None = None  # the debounce wait, cancelled by the next edit
     snapshot: Snapshot | None = None  # the latest analysis
+    told_too_large: bool = False
 
 
 class KistrulesServer(LanguageServer):
@@ -88,10 +90,21 @@ class KistrulesServer(LanguageServer):
     async def publish(self, uri: str) -> None:
         """Analyse the current text and publish its diagnostics, unless it changed meanwhile."""
         snapshot = await self.current(uri)
-        if snapshot is None or uri not in self.documents:
+        state = self.documents.get(uri)
+        if snapshot is None or state is None:
             return
         if self.workspace.get_text_document(uri).version != snapshot.version:
             return  # edited during the analysis: the next debounced run publishes
+        if snapshot.too_large and not state.told_too_large:
+            state.told_too_large = True
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Warning,
+                    message=f"kistrules: {self.path(uri)} is larger than "
+                    f"{MAX_RULEBOOK_BYTES:,} bytes (1 MiB), the limit of kistrules check; "
+                    "not analysed",
+                )
+            )
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(
                 uri=uri,
@@ -113,9 +126,24 @@ class KistrulesServer(LanguageServer):
             # A task of its own, so that the next edit's cancel() cannot stop it halfway.
             task = asyncio.create_task(self.publish(uri))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
 
         state.timer = asyncio.create_task(wait_then_publish())
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """Forget a finished analysis; a failure (a bug) goes to the client's log."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("analysis failed", exc_info=error)
+        self.window_log_message(
+            types.LogMessageParams(
+                type=types.MessageType.Error,
+                message=f"kistrules: internal error while analysing: {type(error).__name__}: "
+                f"{error} (please report it)",
+            )
+        )
 
     def close(self, uri: str) -> None:
         state = self.documents.pop(uri, None)
@@ -159,9 +187,11 @@ def create_server() -> KistrulesServer:
     )
     def completion(ls: KistrulesServer, params: types.CompletionParams) -> types.CompletionList:
         uri = params.text_document.uri
-        text = ls.workspace.get_text_document(uri).source
         state = ls.documents.get(uri)
-        latest = state.snapshot if state is not None else None
+        if state is None:  # not open: nothing to complete
+            return types.CompletionList(is_incomplete=False, items=[])
+        text = ls.workspace.get_text_document(uri).source
+        latest = state.snapshot
         rulebook = latest.rulebook if latest is not None else None
         index = latest.index if latest is not None else None
         offset = PositionMap(text, ls.encoding).offset(

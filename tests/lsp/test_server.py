@@ -12,7 +12,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig
 
-from kistrules.api import check
+from kistrules.api import MAX_RULEBOOK_BYTES, check
 from kistrules.builtins import BUILTIN_SETS, HEDGES, PROPERTIES
 from kistrules.formatter import format_source
 from kistrules.render import explain_code
@@ -362,4 +362,32 @@ async def test_positions_count_utf16_units_and_lsp_line_ends(client):
 
 
 def column_of(prefix: str) -> int:
-    return len(prefix.encode("utf-16-le")) // 2
+    return len(prefix.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
+async def test_hostile_documents_get_an_answer_not_a_crash(client):
+    # A lone surrogate (valid JSON, not valid UTF-8): an E001 at its place, in UTF-16 units.
+    uri = "file:///surrogate.rules"
+    text = 'rulebook "𝛾" \ud800 IF grya is low THEN anomalous\n'
+    published = await open_document(client, uri, text)
+    assert [d.code for d in published] == [d.code for d in check(text)]
+    assert published[0].range.start == types.Position(0, column_of('rulebook "𝛾" '))
+    assert explain_code("E002") in await hover_text(
+        client, uri, types.Position(0, column_of('rulebook "𝛾" \ud800 IF g'))
+    )
+    # Larger than check's limit: not analysed, and the user is told once.
+    uri = "file:///huge.rules"
+    huge = "IF gray is low THEN anomalous\n" * (1 + MAX_RULEBOOK_BYTES // 30)
+    assert list(await open_document(client, uri, huge)) == []
+    assert any("larger than" in m.message and "huge.rules" in m.message for m in client.messages)
+    # Requests about a document that was never opened.
+    unknown = "file:///never-opened.rules"
+    assert (
+        await request(
+            client.text_document_hover_async(
+                types.HoverParams(text_document=doc(unknown), position=types.Position(0, 0))
+            )
+        )
+        is None
+    )
+    assert await labels(client, unknown, types.Position(0, 0)) == []

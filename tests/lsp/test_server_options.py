@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 DEBOUNCE = 1.0
 
 
+# `--stdio`, as VS Code's language client may pass it.
 @pytest_lsp.fixture(
-    config=ClientServerConfig(server_command=SERVER, client_factory=make_client), scope="module"
+    config=ClientServerConfig(server_command=[*SERVER, "--stdio"], client_factory=make_client),
+    scope="module",
 )
 async def client(lsp_client: RecordingClient):
     lsp_client.init_result = await lsp_client.initialize_session(
