@@ -110,6 +110,8 @@ def _names(
         if previous.type == "NAME" and previous.value.lower() not in HEDGES:
             return []  # after a set name: more names would be hedges, rarely meant
         return _hedges() + _sets(rulebook, _property_before(tokens, ("IS",)))
+    if role == "rule":  # a new rule's name: nothing to offer
+        return []
     if role is not None and index is not None:  # a kind the file declares
         return [
             _Item(label=d.name, kind=_Kind.Reference, detail=d.kind) for d in index.declared(role)

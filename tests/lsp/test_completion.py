@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kistrules import symbols
 from kistrules.api import diagnose
 from kistrules.builtins import BUILTIN_SETS, HEDGES, PROPERTIES
 from kistrules.lsp import completion
@@ -63,3 +64,20 @@ def test_reading_from_a_line_start_is_the_same_as_reading_the_whole_prefix(path,
     slow = [[i.label for i in complete(text, o, rulebook, index)] for o in offsets]
     assert fast == slow
     assert any(fast)
+
+
+def test_no_existing_name_is_offered_for_a_new_rule():
+    assert labels("rule taken: IF gray is low THEN anomalous\nrule ") == []
+
+
+def test_a_role_naming_a_declared_kind_completes_with_the_files_declarations(monkeypatch):
+    """The mechanism a `class` or a named condition will use: a name role equal to a
+    declaration kind offers the file's declarations of that kind."""
+    monkeypatch.setitem(
+        symbols.DECLARATIONS,
+        "set",
+        lambda s: symbols.Declaration("widget", s.name.name, s.name.name, s.name.span, s),
+    )
+    rulebook, _ = diagnose("set knob = triangle(0, 0.5, 1)\nset dial = triangle(0, 0.5, 1)\n")
+    items = completion._names("widget", [], rulebook, SymbolIndex(rulebook))
+    assert [i.label for i in items] == ["knob", "dial"]
