@@ -133,9 +133,8 @@ def _set_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
             properties = [node.property.name]
         else:  # the properties whose terms use this very definition
             uses = snapshot.index.references("set", occurrence.key)
-            properties = list(
-                dict.fromkeys(o.node.property.name for o in uses if o.node is not node)
-            )
+            terms = [o.node for o in uses if isinstance(o.node, Term)]
+            properties = list(dict.fromkeys(t.property.name for t in terms))
     else:
         return None
     if mf is None:
