@@ -64,11 +64,12 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return best
 
 
-def _hint(word: str, candidates: Sequence[str], kind: str) -> str:
+def _hint(word: str, candidates: Sequence[str], kind: str) -> dict[str, str | None]:
+    """`make`'s hint and replacement: a did-you-mean (and its word), or the known names."""
     guess = did_you_mean(word, candidates)
     if guess is not None:
-        return f'did you mean "{guess}"?'
-    return f"known {kind}: " + ", ".join(candidates)
+        return {"hint": f'did you mean "{guess}"?', "replacement": guess}
+    return {"hint": f"known {kind}: " + ", ".join(candidates), "replacement": None}
 
 
 def _q(value: str) -> str:
@@ -134,7 +135,7 @@ def _check_property(ident: Identifier, out: list[Diagnostic]) -> bool:
             f"unknown property {_q(ident.text)}",
             ident.span,
             label="not a built-in property",
-            hint=_hint(ident.name, list(PROPERTIES), "properties"),
+            **_hint(ident.name, list(PROPERTIES), "properties"),
         )
     )
     return False
@@ -149,7 +150,7 @@ def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
                 f"unknown membership function {_q(call.function.text)}",
                 call.function.span,
                 label="not a membership function",
-                hint=_hint(name, list(MEMBERSHIP_FUNCTIONS), "functions"),
+                **_hint(name, list(MEMBERSHIP_FUNCTIONS), "functions"),
             )
         )
         return
@@ -229,7 +230,7 @@ def _check_rule(
                         f"unknown hedge {_q(hedge.text)}",
                         hedge.span,
                         label="not a hedge",
-                        hint=_hint(hedge.name, list(HEDGES), "hedges"),
+                        **_hint(hedge.name, list(HEDGES), "hedges"),
                     )
                 )
         name = term.set.name
@@ -245,7 +246,7 @@ def _check_rule(
             continue
         if name in HEDGES:
             example = f"{term.property.name} is {name} low"
-            hint = f'"{name}" is a hedge; a set name must follow it: {example}'
+            hint = {"hint": f'"{name}" is a hedge; a set name must follow it: {example}'}
         else:
             hint = _hint(name, usable[key], "sets")
         where = f" for property {_q(term.property.name)}" if known else ""
@@ -255,7 +256,7 @@ def _check_rule(
                 f"unknown set {_q(term.set.text)}{where}",
                 term.set.span,
                 label="no such set",
-                hint=hint,
+                **hint,
             )
         )
 

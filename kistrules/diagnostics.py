@@ -2,7 +2,9 @@
 
 Where text lives (decided once, as ruff learned to): `message` is the
 one-line summary, `label` says what is wrong at the span, `hint` is the
-did-you-mean or the fix. Codes are stable: E = error, W = warning. The long
+did-you-mean or the fix; `replacement`, when set, is the did-you-mean's word,
+for editors to offer as a one-click fix (the language server's code actions;
+`check`'s text and JSON output do not show it). Codes are stable: E = error, W = warning. The long
 explanation of each code (`kistrules explain-code CODE`) lives in `CODES`;
 `docs/diagnostics.md` is generated from it and a test keeps them in sync.
 """
@@ -36,6 +38,8 @@ class Diagnostic(BaseModel):
     span: Span
     label: str | None = None
     hint: str | None = None
+    # The text that should replace the span, when the hint is a did-you-mean.
+    replacement: str | None = None
 
     def one_line(self) -> str:
         """`path:line:col: severity[CODE]: message (hint)` — the CLI's one-line form."""
@@ -318,9 +322,21 @@ CODES: dict[str, CodeInfo] = _codes(
 
 
 def make(
-    code: str, message: str, span: Span, *, label: str | None = None, hint: str | None = None
+    code: str,
+    message: str,
+    span: Span,
+    *,
+    label: str | None = None,
+    hint: str | None = None,
+    replacement: str | None = None,
 ) -> Diagnostic:
     """A diagnostic whose severity comes from the code table."""
     return Diagnostic(
-        code=code, severity=CODES[code].severity, message=message, span=span, label=label, hint=hint
+        code=code,
+        severity=CODES[code].severity,
+        message=message,
+        span=span,
+        label=label,
+        hint=hint,
+        replacement=replacement,
     )

@@ -151,8 +151,8 @@ def parse_bytes(data: bytes, path: str = "<string>") -> tuple[Rulebook | None, l
 
 
 @dataclass
-class _Chunk:
-    """The tokens of one statement (comments and blanks removed)."""
+class StatementTokens:
+    """The tokens of one statement (comments and blanks removed), as the parser sees them."""
 
     tokens: list[Token] = field(default_factory=list)
     has_if: bool = False
@@ -199,14 +199,14 @@ def _scanner() -> _Scanner:
 
 def _lex(
     text: str, lines: _Builder, diagnostics: list[Diagnostic]
-) -> tuple[list[_Chunk], list[Comment]]:
+) -> tuple[list[StatementTokens], list[Comment]]:
     """Tokens grouped by statement, and the comments; bad characters become E001."""
     scanner = _scanner()
     match = scanner.pattern.match
     keywords = scanner.keywords
-    chunks: list[_Chunk] = []
+    chunks: list[StatementTokens] = []
     comments: list[Comment] = []
-    current = _Chunk()
+    current = StatementTokens()
     pos, n = 0, len(text)
     while pos < n:
         m = match(text, pos)
@@ -243,7 +243,7 @@ def _lex(
         )
         if starts and (current.tokens or current.damaged):
             chunks.append(current)
-            current = _Chunk()
+            current = StatementTokens()
         current.tokens.append(tok)
         if kind == "IF":
             current.has_if = True
@@ -292,12 +292,12 @@ def _bad_characters(text: str, start: int, end: int, lines: _Builder) -> Diagnos
 
 def parse_detailed(text: str, path: str = "<string>") -> ParseResult:
     """Like `parse`, also telling which set definitions were lost to syntax errors."""
-    with _no_gc():
+    with gc_paused():
         return _parse_detailed(text, path)
 
 
 @contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while the AST is built.
 
     Building a large rulebook allocates ~100 container objects per rule and
@@ -383,7 +383,7 @@ def _build(
         )
 
 
-def _parse_all(lark: Lark, chunks: list[_Chunk]) -> Tree | None:
+def _parse_all(lark: Lark, chunks: list[StatementTokens]) -> Tree | None:
     """The whole file's tree, or None if any statement has a syntax error."""
     parser = lark.parse_interactive()
     feed = parser.parser_state.feed_token  # skips a wrapper call per token
@@ -477,6 +477,78 @@ _EXAMPLES = {
 }
 
 
+_ROLE_WORDS = {
+    "set": "a set name",
+    "new_set": "a set name",
+    "property": "a property name",
+    "rule": "a rule name",
+}
+
+
+# What a name stands for, by the terminal just before it.
+NAME_ROLE_AFTER: dict[str, str] = {
+    "IS": "set",
+    "NAME": "set",  # after a hedge
+    "DOT": "set",  # `set PROPERTY.NAME`
+    "IF": "property",
+    "AND": "property",
+    "OR": "property",
+    "NOT": "property",
+    "LPAR": "property",
+    "SCALE": "property",
+    "SET": "new_set",
+    "RULE": "rule",
+    "EQUAL": "function",
+}
+
+
+def name_role(tokens: Sequence[Token], index: int) -> str | None:
+    """What a name at `tokens[index]` of a statement stands for, judged by the tokens before it.
+
+    One of "property", "set" (a set, or a hedge before it: `is [not] [HEDGE ...] SET`),
+    "new_set" (after `set`: a new set's name, or the property of an override),
+    "rule" (a new rule's name), "function" (a membership function), or None.
+    Syntax errors name what was expected with it, and the language server
+    picks what to complete.
+    """
+    prev = tokens[index - 1].type if index > 0 else None
+    if prev == "NOT" and index > 1 and tokens[index - 2].type == "IS":
+        return "set"  # `is not SET`, where a bare `NOT` starts a condition
+    return NAME_ROLE_AFTER.get(prev) if prev is not None else None
+
+
+def lex_statements(
+    text: str,
+) -> tuple[list[StatementTokens], list[Comment], list[Diagnostic]]:
+    """The tokens of each statement, as the parser cuts them, the comments, and the
+    lexer's errors (E001: an unterminated string, a character no token starts with,
+    skipped; its statement is marked `damaged`). Never raises."""
+    problems: list[Diagnostic] = []
+    chunks, comments = _lex(text, _Builder(text, "<string>"), problems)
+    return chunks, comments, problems
+
+
+def expected_terminals(tokens: Sequence[Token]) -> frozenset[str] | None:
+    """The grammar's terminals that may follow the start of a statement (`tokens`).
+
+    Terminal names as in `grammar/kist.lark` (`IF`, `NAME`, `NUMBER`, `RPAR`, ...;
+    `$END` where the statement may end). None when `tokens` is not the start of
+    any statement (a syntax error before the end).
+    """
+    parser = _lark().parse_interactive()
+    try:
+        for tok in tokens:
+            parser.feed_token(tok)
+    except UnexpectedInput:
+        return None
+    return frozenset(parser.accepts())
+
+
+def keyword_spellings() -> dict[str, str]:
+    """Terminal name -> the keyword's spelling in lower case (`THEN` -> `then`)."""
+    return {terminal: spelling for spelling, terminal in _scanner().keywords.items()}
+
+
 def _quote(value: str) -> str:
     """A token as messages show it: quoted, on one line, at most ~30 characters."""
     value = value.replace("\n", " ")
@@ -515,12 +587,12 @@ class _SyntaxError:
         expected_words = self._expected_words()
         span, found_words = self._where()
         typo = self._keyword_typo()
-        hint = None
+        hint = replacement = None
         if typo is not None:
-            tok, keyword = typo
+            tok, replacement = typo
             span = self.lines.span(tok.start_pos, tok.end_pos)
             found_words = _quote(tok.value)
-            hint = f'did you mean "{keyword}"?'
+            hint = f'did you mean "{replacement}"?'
         hint = hint or self._hint()
         message = f"expected {expected_words}, found {found_words}"
         label = (
@@ -528,7 +600,7 @@ class _SyntaxError:
             if self.found is not None or typo
             else f"expected {expected_words} here"
         )
-        return make("E001", message, span, label=label, hint=hint)
+        return make("E001", message, span, label=label, hint=hint, replacement=replacement)
 
     def _where(self) -> tuple[Span, str]:
         found = self.found
@@ -571,20 +643,10 @@ class _SyntaxError:
         return _join(words) or "something else"
 
     def _name_word(self) -> str:
-        prev = self.previous
-        before = self.tokens[self.index - 2] if self.index > 1 else None
-        kind = prev.type if prev is not None else None
-        if (kind == "NOT" and before is not None and before.type == "IS") or kind in ("IS", "NAME"):
-            return "a set name"
-        if kind in ("IF", "AND", "OR", "LPAR", "NOT", "SCALE"):
-            return "a property name"
-        if kind in ("SET", "DOT"):
-            return "a set name"
-        if kind == "RULE":
-            return "a rule name"
-        if kind == "EQUAL":
+        role = name_role(self.tokens, self.index)
+        if role == "function":
             return "a membership function (" + _join(list(MEMBERSHIP_FUNCTIONS)) + ")"
-        return "a name"
+        return _ROLE_WORDS.get(role, "a name")
 
     def _keyword_typo(self) -> tuple[Token, str] | None:
         """A word that is one slip away from a keyword that fits here (`THN` for `then`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kistrules.ast import Rule, Rulebook, iter_terms
+from kistrules.ast import Rule, Rulebook, SetDef, iter_terms
 from kistrules.builtins import BUILTIN_SETS, PROPERTIES
 
 
@@ -48,20 +48,25 @@ def lookup_set(
 
     `defined` may pass `rulebook.sets` in, computed once, when looking up many terms.
     """
-    defined = rulebook.sets if defined is None else defined
-    override = defined.get(f"{property_name}.{set_name}")
-    if override is not None:
-        return _from_def(override, "override")
-    shared = defined.get(set_name)
-    if shared is not None:
-        return _from_def(shared, "file")
+    definition = find_set_def(rulebook, property_name, set_name, defined=defined)
+    if definition is not None:
+        return _from_def(definition, "file" if definition.property is None else "override")
     if set_name in BUILTIN_SETS:
         function, params = BUILTIN_SETS[set_name]
         return MembershipFunction(function, params, "builtin")
     return None
 
 
-def _from_def(definition, origin: str) -> MembershipFunction:
+def find_set_def(
+    rulebook: Rulebook, property_name: str, set_name: str, *, defined: dict | None = None
+) -> SetDef | None:
+    """The file's `set` line a term `property is set_name` uses: the override
+    `set property.set_name`, else `set set_name`; None for a built-in or unknown set."""
+    defined = rulebook.sets if defined is None else defined
+    return defined.get(f"{property_name}.{set_name}") or defined.get(set_name)
+
+
+def _from_def(definition: SetDef, origin: str) -> MembershipFunction:
     return MembershipFunction(
         definition.function.function.name,
         tuple(arg.value for arg in definition.function.args),

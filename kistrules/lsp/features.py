@@ -1,0 +1,316 @@
+"""What the server answers, as functions of one analysed document.
+
+Each function takes a `Snapshot` (and character offsets, already converted
+from the client's positions) and returns lsprotocol objects; `server.py`
+only wires them to the protocol. Names come from `kistrules.symbols`, words
+from `kistrules.builtins` and `kistrules.render.explain_code`, so a new
+property, set or diagnostic code shows up here without a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lsprotocol import types
+
+from kistrules.ast import Rule, SetDef, Term
+from kistrules.builtins import HEDGES, MEMBERSHIP_FUNCTIONS, MEMBERSHIP_SHAPES, PROPERTIES
+from kistrules.diagnostics import CODES, Diagnostic
+from kistrules.formatter import format_condition, format_membership, format_rule, format_source
+from kistrules.lsp.document import Snapshot
+from kistrules.lsp.positions import PositionMap
+from kistrules.render import explain_code
+from kistrules.resolve import MembershipFunction, find_set_def, lookup_set
+from kistrules.span import Span
+from kistrules.symbols import Declaration, Occurrence
+
+SOURCE = "kistrules"
+_SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
+# Codes whose span is code that does nothing: editors fade it.
+_UNNECESSARY = frozenset({"W105"})
+SYMBOL_KINDS = {"set": types.SymbolKind.Constant, "rule": types.SymbolKind.Function}
+
+
+def lsp_range(positions: PositionMap, span: Span) -> types.Range:
+    start = positions.position(span.start)
+    end = positions.position(span.end)
+    return types.Range(types.Position(*start), types.Position(*end))
+
+
+def _location(uri: str, positions: PositionMap, span: Span) -> types.Location:
+    return types.Location(uri=uri, range=lsp_range(positions, span))
+
+
+# --- diagnostics --------------------------------------------------------------------
+
+
+def lsp_diagnostic(d: Diagnostic, positions: PositionMap) -> types.Diagnostic:
+    """`check`'s diagnostic for the editor: same code, message and hint; `data`
+    carries the did-you-mean's replacement for the code action."""
+    message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+    return types.Diagnostic(
+        range=lsp_range(positions, d.span),
+        message=message,
+        severity=_SEVERITY[d.severity],
+        code=d.code,
+        source=SOURCE,
+        tags=[types.DiagnosticTag.Unnecessary] if d.code in _UNNECESSARY else None,
+        data={"replacement": d.replacement} if d.replacement is not None else None,
+    )
+
+
+def lsp_diagnostics(snapshot: Snapshot, encoding: str) -> list[types.Diagnostic]:
+    positions = snapshot.positions(encoding)
+    return [lsp_diagnostic(d, positions) for d in snapshot.diagnostics]
+
+
+# --- hover ----------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _line(span: Span) -> str:
+    return f"line {span.line}"
+
+
+def _property_hover(snapshot: Snapshot, name: str) -> str | None:
+    info = PROPERTIES.get(name)
+    if info is None:
+        return None
+    rulebook = snapshot.rulebook
+    explicit = [s for s in rulebook.statements if s.kind == "scale" and s.property.name == name]
+    if explicit:
+        gamma = explicit[-1].value.value
+        where = f"`scale {name} = {explicit[-1].value.text}` ({_line(explicit[-1].span)})"
+    else:
+        gamma = info.default_scale
+        where = "the default (no `scale` line)"
+    return (
+        f"**{name}** (property): {info.meaning}\n\n"
+        f"{info.definition}\n\n"
+        f"unit: {info.unit}; scale gamma = {_number(gamma)}, {where}; "
+        f"standardised v' = clip(v / {_number(gamma)}, 0, 1)"
+    )
+
+
+def _gamma(snapshot: Snapshot, prop: str) -> float:
+    return snapshot.rulebook.scales.get(prop, PROPERTIES[prop].default_scale)
+
+
+def _set_table(snapshot: Snapshot, mf: MembershipFunction, properties: Iterable[str]) -> str:
+    params = MEMBERSHIP_FUNCTIONS.get(mf.function, ())
+    if len(params) != len(mf.params):  # E007: the hover shows what was written
+        return f"`{mf.function}({', '.join(_number(v) for v in mf.params)})`"
+    rows = [
+        "| | " + " | ".join(params) + " |",
+        "|---|" + "---:|" * len(params),
+        "| standardised | " + " | ".join(_number(v) for v in mf.params) + " |",
+    ]
+    for prop in properties:
+        if prop not in PROPERTIES:
+            continue
+        gamma = _gamma(snapshot, prop)
+        raw = " | ".join(_number(v * gamma) for v in mf.params)
+        rows.append(f"| {prop} ({PROPERTIES[prop].unit}, gamma {_number(gamma)}) | {raw} |")
+    return "\n".join(rows)
+
+
+def _set_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
+    rulebook = snapshot.rulebook
+    node, name = occurrence.node, occurrence.identifier.name
+    if isinstance(node, Term):
+        prop = node.property.name
+        mf = lookup_set(rulebook, prop, name)
+        definition = find_set_def(rulebook, prop, name)
+        properties = [prop]
+    elif isinstance(node, SetDef):
+        definition = node  # this very line, even where a duplicate (E010) takes effect
+        args = tuple(a.value for a in node.function.args)
+        mf = MembershipFunction(node.function.function.name, args, "file")
+        if node.property is not None:
+            properties = [node.property.name]
+        else:  # the properties whose terms use this very definition
+            uses = snapshot.index.references("set", occurrence.key)
+            terms = [o.node for o in uses if isinstance(o.node, Term)]
+            properties = list(dict.fromkeys(t.property.name for t in terms))
+    else:
+        return None
+    if mf is None:
+        return None
+    if definition is None:
+        origin = "built-in set"
+    elif definition.property is not None:
+        origin = f"set for {definition.property.name} only, {_line(definition.span)}"
+    else:
+        origin = f"set, {_line(definition.span)}"
+    shown = definition.qualified_name if definition is not None else name
+    shape = MEMBERSHIP_SHAPES.get(mf.function, "")
+    call = f"{mf.function}({', '.join(_number(v) for v in mf.params)})"
+    text = f"**{shown}** ({origin}): `{call}`\n\n{mf.function}: {shape}\n\n"
+    text += _set_table(snapshot, mf, properties)
+    if not properties:
+        text += "\n\nraw value = standardised value x the property's gamma"
+    return text
+
+
+def _rule_hover(occurrence: Occurrence) -> str | None:
+    rule = occurrence.node
+    if not isinstance(rule, Rule):
+        return None
+    body = "\n".join(format_rule(rule))
+    head = f"**{rule.name}** (rule {rule.position}, TV {_number(rule.truth_value)})"
+    return f"{head}\n\n```\n{body}\n```"
+
+
+def _symbol_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
+    kind, name = occurrence.kind, occurrence.identifier.name
+    if kind == "property":
+        return _property_hover(snapshot, name)
+    if kind == "set":
+        return _set_hover(snapshot, occurrence)
+    if kind == "hedge" and name in HEDGES:
+        return f"**{name}** (hedge): the grade x becomes x^{_number(HEDGES[name])}"
+    if kind == "function" and name in MEMBERSHIP_FUNCTIONS:
+        params = ", ".join(MEMBERSHIP_FUNCTIONS[name])
+        return f"**{name}**({params}) (membership function): {MEMBERSHIP_SHAPES.get(name, '')}"
+    if kind == "rule":
+        return _rule_hover(occurrence)
+    return None
+
+
+def _code_in_comment(snapshot: Snapshot, offset: int) -> str | None:
+    """A diagnostic code under the cursor in a comment (`# kist: ignore[W105]`)."""
+    for comment in snapshot.rulebook.comments:
+        if comment.span.start <= offset <= comment.span.end:
+            text, at = comment.text, offset - comment.span.start
+            start = at
+            while start > 0 and text[start - 1].isalnum():
+                start -= 1
+            end = at
+            while end < len(text) and text[end].isalnum():
+                end += 1
+            word = text[start:end].upper()
+            return word if word in CODES else None
+    return None
+
+
+def hover(snapshot: Snapshot, offset: int, encoding: str) -> types.Hover | None:
+    """The symbol under the cursor, and `explain-code` for each diagnostic there."""
+    if snapshot.rulebook is None:
+        return None
+    parts: list[str] = []
+    span: Span | None = None
+    occurrence = snapshot.index.at(offset)
+    if occurrence is not None:
+        text = _symbol_hover(snapshot, occurrence)
+        if text:
+            parts.append(text)
+            span = occurrence.identifier.span
+    codes = [d.code for d in snapshot.diagnostics if d.span.start <= offset <= d.span.end]
+    in_comment = _code_in_comment(snapshot, offset)
+    if in_comment is not None:
+        codes.append(in_comment)
+    parts += [explain_code(code) for code in dict.fromkeys(codes)]
+    if not parts:
+        return None
+    return types.Hover(
+        contents=types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value="\n\n---\n\n".join(parts)
+        ),
+        range=lsp_range(snapshot.positions(encoding), span) if span is not None else None,
+    )
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+def definition(snapshot: Snapshot, offset: int, encoding: str) -> list[types.Location] | None:
+    """Where the symbol under the cursor is declared in the file (None for a built-in)."""
+    if snapshot.index is None or (occurrence := snapshot.index.at(offset)) is None:
+        return None
+    found = snapshot.index.definitions(occurrence.kind, occurrence.key)
+    if not found:
+        return None
+    positions = snapshot.positions(encoding)
+    return [_location(snapshot.uri, positions, d.span) for d in found]
+
+
+def references(
+    snapshot: Snapshot, offset: int, encoding: str, *, include_declaration: bool
+) -> list[types.Location] | None:
+    """Every use of the symbol under the cursor; its declarations too if asked."""
+    if snapshot.index is None or (occurrence := snapshot.index.at(offset)) is None:
+        return None
+    index = snapshot.index
+    declared = {d.span.start for d in index.definitions(occurrence.kind, occurrence.key)}
+    positions = snapshot.positions(encoding)
+    return [
+        _location(snapshot.uri, positions, o.identifier.span)
+        for o in index.references(occurrence.kind, occurrence.key)
+        if include_declaration or o.identifier.span.start not in declared
+    ]
+
+
+def _symbol_detail(declaration: Declaration) -> str | None:
+    statement = declaration.statement
+    if isinstance(statement, SetDef):
+        return format_membership(statement.function)
+    if isinstance(statement, Rule):
+        return f"if {format_condition(statement.condition)} (TV {_number(statement.truth_value)})"
+    return None
+
+
+def document_symbols(snapshot: Snapshot, encoding: str) -> list[types.DocumentSymbol]:
+    """The file's declarations (rules, sets), in file order."""
+    if snapshot.index is None:
+        return []
+    positions = snapshot.positions(encoding)
+    return [
+        types.DocumentSymbol(
+            name=d.name,
+            kind=SYMBOL_KINDS.get(d.kind, types.SymbolKind.Variable),
+            range=lsp_range(positions, d.statement.span),
+            selection_range=lsp_range(positions, d.span),
+            detail=_symbol_detail(d),
+        )
+        for d in snapshot.index.declarations
+    ]
+
+
+# --- edits ----------------------------------------------------------------------------
+
+
+def code_actions(snapshot: Snapshot, start: int, end: int, encoding: str) -> list[types.CodeAction]:
+    """A quick fix for each did-you-mean diagnostic touching [start, end]."""
+    positions = snapshot.positions(encoding)
+    actions = []
+    for d in snapshot.diagnostics:
+        if d.replacement is None or d.span.end < start or d.span.start > end:
+            continue
+        edit = types.TextEdit(range=lsp_range(positions, d.span), new_text=d.replacement)
+        actions.append(
+            types.CodeAction(
+                title=f'Replace with "{d.replacement}"',
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=[lsp_diagnostic(d, positions)],
+                is_preferred=True,
+                edit=types.WorkspaceEdit(changes={snapshot.uri: [edit]}),
+            )
+        )
+    return actions
+
+
+def formatting(
+    snapshot: Snapshot, path: str, encoding: str
+) -> tuple[list[types.TextEdit], list[Diagnostic]]:
+    """`kistrules fmt`'s layout as one edit of the whole text, or the errors that stop it."""
+    formatted, errors = format_source(snapshot.text, path)
+    if formatted is None:
+        return [], errors
+    if formatted == snapshot.text:
+        return [], []
+    positions = snapshot.positions(encoding)
+    whole = types.Range(types.Position(0, 0), types.Position(*positions.end()))
+    return [types.TextEdit(range=whole, new_text=formatted)], []
