@@ -14,6 +14,10 @@ state, meta via kist_train.checkpoints) plus a state file of our own (generator
 states, pseudo-labels) so that `resume=True` continues from the last complete
 phase and ends with the same weights as an uninterrupted run.
 
+The run directory (kist_train.rundir) is recognised by its marker, never by
+anything else in it; `force=True` deletes only the files the tool writes; train()
+holds the run's writer lock from start to end, so a second writer refuses.
+
 SIGINT (Ctrl-C) does not raise mid-step: it sets a flag that the initial and update
 loops read at each epoch end; the phase's state at that epoch boundary (weights,
 optimiser, generators, loss sums) is saved under RUN_DIR/partial/ and `Interrupted`
@@ -39,6 +43,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +53,8 @@ import torch
 
 from kist_train.augment import augment_labelled, augment_normal
 from kist_train.config import TrainConfig
-from kistrules.errors import CheckpointError, KistrulesError, UsageError
+from kistrules.errors import CheckpointError, UsageError
 
-CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 PARTIAL_DIR = "partial"  # RUN_DIR/partial: the interrupted phase at an epoch boundary
 
@@ -195,44 +199,54 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- run directory
 
 
-def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool) -> Path:
-    """Create or check the run dir: never overwrite a different run without force."""
-    from kist_train.atomic import atomic_write_text
+def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool, held: ExitStack) -> Path:
+    """Create or check the run dir and take its writer lock (held in `held` until train()
+    returns): never touch a directory that is not a run, nor a run without resume or force."""
+    from kist_train import rundir
 
     run_dir = Path(config.out)
-    config_path = run_dir / CONFIG_FILE
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir}: --out exists and is not a directory")
-    existing = run_dir.is_dir() and any(run_dir.iterdir())
-    if resume:
-        if not config_path.is_file():
-            raise CheckpointError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
-        try:
-            stored = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, KistrulesError) as err:
-            raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
-        diff = config.differences(stored)
-        if diff:
-            raise CheckpointError(
-                f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
-                "resume with the same options or train elsewhere"
-            )
-        return run_dir
-    if existing:
-        if not config_path.is_file():
-            raise CheckpointError(
-                f"{run_dir}: not empty and not a run directory; choose another --out "
-                "(--force never deletes it)"
-            )
+    # Before the lock file is created: a folder that is not a run gets nothing written.
+    if not rundir.has_marker(run_dir) and not rundir.unclaimed(run_dir):
+        raise rundir.not_a_run(run_dir)
+    if resume and not rundir.has_marker(run_dir):
+        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(rundir.lock(run_dir))
+    # Checked again under the lock: another writer may have come and gone meanwhile.
+    if rundir.has_marker(run_dir):
+        stored = _stored_config(run_dir)
+        if resume:
+            diff = config.differences(stored)
+            if diff:
+                raise CheckpointError(
+                    f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
+                    "resume with the same options or train elsewhere"
+                )
+            return run_dir
         if not force:
             raise CheckpointError(
                 f"{run_dir}: already holds a run; pass --resume to continue it "
                 "or --force to replace it"
             )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+        rundir.clear(run_dir)  # refuses, deleting nothing, if anything foreign is there
+    elif resume:
+        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
+    elif not rundir.unclaimed(run_dir):
+        raise rundir.not_a_run(run_dir)
+    rundir.write_marker(run_dir, config.to_dict())
     return run_dir
+
+
+def _stored_config(run_dir: Path) -> TrainConfig:
+    """The options a run was started with, from its marker (validated)."""
+    from kist_train import rundir
+
+    try:
+        return TrainConfig.from_dict(rundir.read_marker(run_dir)).validate()
+    except UsageError as err:
+        raise CheckpointError(f"{run_dir / rundir.MARKER}: {err}") from err
 
 
 # ----------------------------------------------------------------- data
@@ -665,23 +679,25 @@ def train(
     # Under torchrun (WORLD_SIZE > 1) this joins the DDP job; otherwise a no-op context.
     ctx, device_name = setup(config.device, config.batch_size, config.anomalous_per_batch)
     try:
-        return _train(
-            config,
-            resume=resume,
-            force=force,
-            console=console,
-            progress=progress,
-            stop_after=stop_after,
-            ctx=ctx,
-            device_name=device_name,
-        )
+        with ExitStack() as held:  # the run's writer lock, taken by _prepare_run_dir
+            return _train(
+                config,
+                resume=resume,
+                force=force,
+                console=console,
+                progress=progress,
+                stop_after=stop_after,
+                ctx=ctx,
+                device_name=device_name,
+                held=held,
+            )
     finally:
         torch.set_num_threads(threads_before)
         ctx.close()
 
 
 def _train(
-    config: TrainConfig, *, resume, force, console, progress, stop_after, ctx, device_name
+    config: TrainConfig, *, resume, force, console, progress, stop_after, ctx, device_name, held
 ) -> Path:
     from rich.console import Console
 
@@ -701,7 +717,9 @@ def _train(
     data, dataset = _load_data(config, device, console)
     if config.init_from is not None and not resume:
         _check_init_from(config)
-    run_dir = ctx.main_first(lambda: _prepare_run_dir(config, resume=resume, force=force))
+    run_dir = ctx.main_first(
+        lambda: _prepare_run_dir(config, resume=resume, force=force, held=held)
+    )
 
     torch.manual_seed(config.seed)
     model_config = ModelConfig(
@@ -855,19 +873,19 @@ def _check_init_from(config: TrainConfig) -> None:
     Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
     restoring it is then bit-identical to training it here, minus the time.
     """
+    from kist_train import rundir
     from kist_train.checkpoints import complete_phases
     from kist_train.config import INITIAL_FIELDS
 
     source = Path(config.init_from)
-    config_path = source / CONFIG_FILE
-    if not config_path.is_file():
-        raise UsageError(f"{source}: --init-from is not a run directory (no {CONFIG_FILE})")
+    if not rundir.has_marker(source):
+        raise UsageError(
+            f"{source}: --init-from is not a run directory (no {rundir.MARKER}; "
+            "runs of an older kistrules cannot be used)"
+        )
+    other = _stored_config(source)
     if "initial" not in complete_phases(source):
         raise UsageError(f"{source}: --init-from run has no complete 'initial' phase")
-    try:
-        other = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KistrulesError) as err:
-        raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
     diff = [name for name in INITIAL_FIELDS if getattr(config, name) != getattr(other, name)]
     if Path(config.data).resolve() != Path(other.data).resolve():
         diff.insert(0, "data")

@@ -358,6 +358,89 @@ def b_checkpoint_pickle_in_run(tmp, world, mp):
     return _predict(run, world.image, tmp / "out")
 
 
+# run directories: resume and --force
+
+
+def _train_into(world: World, out: Path, *extra: str) -> list[str]:
+    """The world run's own options (so that --resume matches), into `out`."""
+    return [
+        "train", "--data", str(world.data), "--rulebook", str(world.rules), "--out", str(out),
+        *TINY, *extra,
+    ]  # fmt: skip
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root and its bytes (the lock file aside: its content is a pid)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "kistrules-run.lock"
+    }
+
+
+def _remember(tmp: Path, root: Path) -> None:
+    (tmp / "before.json").write_text(json.dumps({k: v.hex() for k, v in _snapshot(root).items()}))
+
+
+def _untouched(name: str) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        before = {
+            k: bytes.fromhex(v) for k, v in json.loads((tmp / "before.json").read_text()).items()
+        }
+        assert _snapshot(tmp / name) == before, "the refused command changed files"
+
+    return check
+
+
+def b_resume_nested_marker(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    (run / "kistrules-run.json").write_text("{" + '"a":{' * 50_000 + "}" * 50_001)
+    _remember(tmp, run)
+    return _train_into(world, run, "--resume")
+
+
+def b_resume_edited_marker(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    marker = json.loads((run / "kistrules-run.json").read_text())
+    marker["config"]["seed"] = 7  # as if to resume it under other options
+    (run / "kistrules-run.json").write_text(json.dumps(marker))
+    _remember(tmp, run)
+    return _train_into(world, run, "--resume", "--seed", "7")
+
+
+def b_force_foreign_file(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    (run / "thesis.tex").write_text("x\n")
+    _remember(tmp, run)
+    return _train_into(world, run, "--force")
+
+
+def b_force_config_json_folder(tmp, world, mp):
+    """The issue's reproduction: a folder with a config.json is not a run."""
+    folder = tmp / "p"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}\n")
+    (folder / "thesis.tex").write_text("x\n")
+    _remember(tmp, folder)
+    return _train_into(world, folder, "--force")
+
+
+def b_force_data_folder(tmp, world, mp):
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    (data / "config.json").write_text("{}\n")
+    _remember(tmp, data)
+    return _train_into(world, data, "--force")
+
+
+def b_force_old_run(tmp, world, mp):
+    """A run of an older kistrules (config.json, checkpoints/, no marker)."""
+    run = _copy_run(world, tmp)
+    (run / "kistrules-run.json").rename(run / "config.json")
+    _remember(tmp, run)
+    return _train_into(world, run, "--force")
+
+
 def b_checkpoint_pickle_file(tmp, world, mp):
     torch.save({"weight": torch.zeros(2)}, tmp / "model.pt")
     _forbid_unpickling(mp)
@@ -555,6 +638,42 @@ CASES = [
     Case("redundant_parens_10000", b_redundant_parens, 0, ("0 errors",)),
     Case("checkpoint_mismatch", b_checkpoint_mismatch, 1, ("run", "does not fit"), out="out"),
     Case("checkpoint_truncated", b_checkpoint_truncated, 1, (".safetensors",), out="out"),
+    Case(
+        "resume_nested_marker",
+        b_resume_nested_marker,
+        1,
+        ("kistrules-run.json", "nested too deeply"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "resume_edited_marker",
+        b_resume_edited_marker,
+        1,
+        ("kistrules-run.json", "edited or corrupted"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "force_foreign_file",
+        b_force_foreign_file,
+        1,
+        ("thesis.tex", "did not write"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "force_config_json_folder",
+        b_force_config_json_folder,
+        1,
+        ("p:", "not a run directory"),
+        check=_untouched("p"),
+    ),
+    Case(
+        "force_data_folder",
+        b_force_data_folder,
+        1,
+        ("not a run directory",),
+        check=_untouched("d"),
+    ),
+    Case("force_old_run", b_force_old_run, 1, ("older kistrules",), check=_untouched("run")),
     Case(
         "checkpoint_pickle_in_run",
         b_checkpoint_pickle_in_run,
