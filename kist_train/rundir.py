@@ -40,18 +40,15 @@ VERSION = 1
 
 _PHASE = r"(?:initial|labels_[1-9][0-9]*|update_[1-9][0-9]*)"
 _TOKEN = r"[0-9a-f]{12}"
-_CHECKPOINTS = re.compile(rf"{_PHASE}\.json|{_PHASE}\.safetensors|latest\.json")
-_STATE = re.compile(rf"{_PHASE}\.safetensors")
+_CHECKPOINTS = re.compile(rf"{_PHASE}\.json|{_PHASE}\.{_TOKEN}\.safetensors|latest\.json")
 # The folders of a run and the names of the files the tool writes in each (None: no files).
 _LAYOUT: dict[str, re.Pattern[str] | None] = {
     ".": re.compile(
         rf"kistrules-run\.json|kistrules-run\.lock|log\.jsonl|evaluation(?:_{_PHASE})?\.json"
     ),
     "checkpoints": _CHECKPOINTS,
-    "state": _STATE,
     "partial": None,
     "partial/checkpoints": _CHECKPOINTS,
-    "partial/state": _STATE,
 }
 # kist_train.atomic's temporary file of a target NAME: .NAME.<token>.tmp
 _TEMPORARY = re.compile(rf"\.(.+)\.{_TOKEN}\.tmp")

@@ -53,9 +53,9 @@ def finished(dataset, tmp_path_factory):
     (out / "evaluation.json").write_text("{}\n")
     (out / "evaluation_initial.json").write_text("{}\n")
     shutil.copytree(out / "checkpoints", out / "partial" / "checkpoints")
-    shutil.copytree(out / "state", out / "partial" / "state")
     (out / ".log.jsonl.0123456789ab.tmp").write_text("half")
     (out / "checkpoints" / ".update_1.json.0123456789ab.tmp").write_text("half")
+    (out / "checkpoints" / "update_1.abcdefabcdef.safetensors").write_bytes(b"orphan")
     return out
 
 
