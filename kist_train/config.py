@@ -1,22 +1,34 @@
 """TrainConfig: every choice of a KIST run in one frozen, JSON-round-trippable record.
 
-The run directory stores it as `config.json`, so that `predict`, `evaluate`,
-`audit` and `--resume` see exactly what the training saw.
+A run stores it in its marker (kist_train.rundir) and in every checkpoint's meta,
+so that `predict`, `evaluate`, `audit` and `--resume` see exactly what the
+training saw.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from kistrules.errors import UsageError
 
 MODELS = ("cae", "unet")
+MAX_SIZE = 8192  # working size in pixels; larger images are refused anyway (data.MAX_PIXELS)
 PUSH_MODES = ("paper", "margin")
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in them.
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "checkpoint_minutes"})
+
+# The JSON types of each field's annotation, checked when a config is read back from a run.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "str | None": (str, type(None)),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+}
 
 # Fields that decide the initial model (eq. 8 phase); `init_from` requires them equal.
 INITIAL_FIELDS = (
@@ -87,10 +99,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys are an error, missing keys take defaults."""
+        if not isinstance(data, dict):
+            raise UsageError(f"training options must be a JSON object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
+            raise UsageError(f"unknown training option(s) {unknown[:5]}; valid: {sorted(known)}")
+        for f in fields(cls):
+            value = data.get(f.name)
+            types = _JSON_TYPES[str(f.type)]
+            if f.name in data and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            ):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise UsageError(f"training option {f.name!r} must be {f.type}, not {shown}")
         # U-Net runs saved before skip_from existed had skips at every level.
         legacy = {"skip_from": 0} if data.get("model") == "unet" else {}
         return cls(**{**legacy, **data})
@@ -142,8 +164,14 @@ class TrainConfig:
                 f"--skip-from {self.skip_from} leaves a depth-{self.depth} U-Net no skip "
                 f"(levels 0..{self.depth - 1}): lower it, or use --model cae"
             )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"--{f.name.replace('_', '-')} must be a finite number")
         if self.size < 8:
             raise UsageError(f"--size {self.size} is too small (at least 8 px)")
+        if self.size > MAX_SIZE:
+            raise UsageError(f"--size {self.size} is too large (at most {MAX_SIZE} px)")
         if self.anomalous_per_batch >= self.batch_size:
             raise UsageError(
                 f"--anomalous-per-batch {self.anomalous_per_batch} must be smaller than "

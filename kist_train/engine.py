@@ -9,10 +9,16 @@ ends by re-estimating the BatchNorm statistics over augmented normal images
 
 Reproducibility: normal-image batches and their augmentation come from one
 generator, anomalous-image sampling from another, so both arms see identical
-batches of normal images. Every phase ends with a checkpoint (weights, optimiser
-state, meta via kist_train.checkpoints) plus a state file of our own (generator
-states, pseudo-labels) so that `resume=True` continues from the last complete
-phase and ends with the same weights as an uninterrupted run.
+batches of normal images. Every phase ends with one checkpoint
+(kist_train.checkpoints) holding all that `resume=True` needs to continue from
+the last complete phase and end with the same weights as an uninterrupted run:
+weights, optimiser state, generator states and pseudo-labels (tensors, one file),
+statistics and the log so far (its sealed record, written last). A kill at any
+moment leaves the previous checkpoint of a phase or the new one, never a mix.
+
+The run directory (kist_train.rundir) is recognised by its marker, never by
+anything else in it; `force=True` deletes only the files the tool writes; train()
+holds the run's writer lock from start to end, so a second writer refuses.
 
 SIGINT (Ctrl-C) does not raise mid-step: it sets a flag that the initial and update
 loops read at each epoch end; the phase's state at that epoch boundary (weights,
@@ -39,19 +45,22 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from kist_train.augment import augment_labelled, augment_normal
 from kist_train.config import TrainConfig
-from kistrules.errors import CheckpointError, KistrulesError, UsageError
+from kistrules.errors import CheckpointError, UsageError
 
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.jsonl"
+if TYPE_CHECKING:
+    from kist_train.checkpoints import Checkpoint
+
+LOG_FILE = "log.jsonl"  # the log for people; resume reads the log of the checkpoint
 PARTIAL_DIR = "partial"  # RUN_DIR/partial: the interrupted phase at an epoch boundary
 
 
@@ -61,11 +70,6 @@ def phase_names(iterations: int) -> list[str]:
     for i in range(1, iterations + 1):
         names += [f"labels_{i}", f"update_{i}"]
     return names
-
-
-def _state_file(run_dir: Path, phase: str) -> Path:
-    """Generator states and pseudo-labels of a phase, beside the checkpoints."""
-    return run_dir / "state" / f"{phase}.safetensors"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -195,44 +199,54 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- run directory
 
 
-def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool) -> Path:
-    """Create or check the run dir: never overwrite a different run without force."""
-    from kist_train.atomic import atomic_write_text
+def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool, held: ExitStack) -> Path:
+    """Create or check the run dir and take its writer lock (held in `held` until train()
+    returns): never touch a directory that is not a run, nor a run without resume or force."""
+    from kist_train import rundir
 
     run_dir = Path(config.out)
-    config_path = run_dir / CONFIG_FILE
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir}: --out exists and is not a directory")
-    existing = run_dir.is_dir() and any(run_dir.iterdir())
-    if resume:
-        if not config_path.is_file():
-            raise CheckpointError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
-        try:
-            stored = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, KistrulesError) as err:
-            raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
-        diff = config.differences(stored)
-        if diff:
-            raise CheckpointError(
-                f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
-                "resume with the same options or train elsewhere"
-            )
-        return run_dir
-    if existing:
-        if not config_path.is_file():
-            raise CheckpointError(
-                f"{run_dir}: not empty and not a run directory; choose another --out "
-                "(--force never deletes it)"
-            )
+    # Before the lock file is created: a folder that is not a run gets nothing written.
+    if not rundir.has_marker(run_dir) and not rundir.unclaimed(run_dir):
+        raise rundir.not_a_run(run_dir)
+    if resume and not rundir.has_marker(run_dir):
+        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(rundir.lock(run_dir))
+    # Checked again under the lock: another writer may have come and gone meanwhile.
+    if rundir.has_marker(run_dir):
+        stored = _stored_config(run_dir)
+        if resume:
+            diff = config.differences(stored)
+            if diff:
+                raise CheckpointError(
+                    f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
+                    "resume with the same options or train elsewhere"
+                )
+            return run_dir
         if not force:
             raise CheckpointError(
                 f"{run_dir}: already holds a run; pass --resume to continue it "
                 "or --force to replace it"
             )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+        rundir.clear(run_dir)  # refuses, deleting nothing, if anything foreign is there
+    elif resume:
+        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
+    elif not rundir.unclaimed(run_dir):
+        raise rundir.not_a_run(run_dir)
+    rundir.write_marker(run_dir, config.to_dict())
     return run_dir
+
+
+def _stored_config(run_dir: Path) -> TrainConfig:
+    """The options a run was started with, from its marker (validated)."""
+    from kist_train import rundir
+
+    try:
+        return TrainConfig.from_dict(rundir.read_marker(run_dir)).validate()
+    except UsageError as err:
+        raise CheckpointError(f"{run_dir / rundir.MARKER}: {err}") from err
 
 
 # ----------------------------------------------------------------- data
@@ -535,30 +549,29 @@ def _meta(config: TrainConfig, state: _State, model_config, rulebook_text, phase
         "rulebook_sha256": sha,
         "n_train_good": int(data.normal.shape[0]),
         "n_train_anomalous": int(data.anomalous.shape[0]),
+        "log": [dict(entry) for entry in state.log],  # resume restores it from here
     }
 
 
 def _save_phase(
-    run_dir: Path, phase: str, state: _State, meta: dict[str, Any], *, write_log: bool = True
+    root: Path, phase: str, state: _State, meta: dict[str, Any], *, write_log: bool = True
 ) -> None:
-    """Our state file first, the checkpoint last: a phase is complete once both exist."""
-    from safetensors.torch import save
-
-    from kist_train.atomic import atomic_write_bytes
+    """One checkpoint holds everything of the phase (kist_train.checkpoints writes its
+    record last): weights, optimiser, generators and labels as tensors; the log in meta."""
     from kist_train.checkpoints import save_checkpoint
 
-    tensors = {
+    extra = {
         "normal_gen": state.normal_gen.get_state(),
         "anomalous_gen": state.anomalous_gen.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
     if state.labels is not None:
-        tensors["labels"] = state.labels.to(torch.uint8).cpu().contiguous()
-    _state_file(run_dir, phase).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(_state_file(run_dir, phase), save(tensors))
+        extra["labels"] = state.labels.to(torch.uint8)
     if write_log:
-        _write_log(run_dir, state.log)
-    save_checkpoint(run_dir, phase, state.model, meta, optimizer_state=state.optimizer.state_dict())
+        _write_log(root, state.log)
+    save_checkpoint(
+        root, phase, state.model, meta, optimizer_state=state.optimizer.state_dict(), extra=extra
+    )
 
 
 def _save_phase_on_main(
@@ -567,16 +580,24 @@ def _save_phase_on_main(
     """Rank 0 alone writes (a 1-process run is rank 0); the other ranks wait for it.
 
     A complete phase drops RUN_DIR/partial (now stale); a partial one is written there,
-    without the log (the phase's entry does not exist yet).
+    without the log file (the phase's entry does not exist yet).
     """
     if state.dist is None or state.dist.is_main:
         if partial:
             _save_phase(run_dir / PARTIAL_DIR, phase, state, meta, write_log=False)
         else:
             _save_phase(run_dir, phase, state, meta)
-            shutil.rmtree(run_dir / PARTIAL_DIR, ignore_errors=True)
+            _drop_partial(run_dir)
     if state.dist is not None:
         state.dist.barrier()
+
+
+def _drop_partial(run_dir: Path) -> None:
+    """Delete RUN_DIR/partial, records first (a record never outlives its tensors)."""
+    partial = run_dir / PARTIAL_DIR
+    for record in sorted((partial / "checkpoints").glob("*.json")):
+        record.unlink(missing_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def _interrupt_requested(state: _State, device: torch.device) -> bool:
@@ -593,44 +614,134 @@ def _agreed(state: _State, device: torch.device, flags: list[bool]) -> list[bool
     return flags
 
 
-def _partial_of(run_dir: Path, phase: str) -> dict[str, Any] | None:
-    """The loop position saved by an interrupted `phase` ({"epochs_done", ...}), if any."""
-    from kist_train.checkpoints import complete_phases, load_checkpoint
+def _partial_of(
+    run_dir: Path, config: TrainConfig, phase: str
+) -> tuple[Checkpoint, dict[str, Any]] | None:
+    """The checkpoint an interrupted `phase` left in RUN_DIR/partial and its loop position
+    ({"epochs_done", ...}, checked against `config`), or None."""
+    from kist_train.checkpoints import read_checkpoint
 
     partial_dir = run_dir / PARTIAL_DIR
-    if phase not in complete_phases(partial_dir):
+    if not (partial_dir / "checkpoints" / f"{phase}.json").is_file():
         return None
-    _, meta, _ = load_checkpoint(partial_dir, phase)
-    position = meta.get("partial")
-    if not isinstance(position, dict) or meta.get("phase") != phase:
-        raise CheckpointError(f"{partial_dir}: partial checkpoint of {phase!r} lacks its epoch")
-    return position
+    checkpoint = read_checkpoint(partial_dir, phase)
+    position = checkpoint.meta.get("partial")
+    epochs = config.epochs if phase == "initial" else config.update_epochs
+    done = position.get("epochs_done") if isinstance(position, dict) else None
+    if not (_is_int(done) and 1 <= done < epochs):
+        raise CheckpointError(f"{checkpoint.path}: partial checkpoint of {phase!r} lacks its epoch")
+    if phase == "initial":
+        losses = position.get("loss_per_epoch")
+        good = isinstance(losses, list) and len(losses) == done and all(map(_is_finite, losses))
+    else:
+        sums = position.get("sums")
+        good = (
+            isinstance(sums, dict)
+            and sorted(sums) == ["normal", "push", "total"]
+            and all(map(_is_finite, sums.values()))
+            and _is_int(position.get("steps"))
+            and position["steps"] >= 0
+        )
+    if not good:
+        raise CheckpointError(f"{checkpoint.path}: partial checkpoint of {phase!r} is malformed")
+    return checkpoint, position
 
 
-def _restore_phase(run_dir: Path, phase: str, state: _State, device: torch.device) -> None:
-    from safetensors.torch import load_file
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    from kist_train.checkpoints import load_checkpoint
 
-    weights, meta, optimizer_state = load_checkpoint(run_dir, phase)
-    state.model.load_state_dict(weights)
-    if optimizer_state is not None:
-        state.optimizer.load_state_dict(optimizer_state)
-    path = _state_file(run_dir, phase)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; cannot resume from phase {phase!r}")
-    tensors = load_file(str(path))
-    state.normal_gen.set_state(tensors["normal_gen"])
-    state.anomalous_gen.set_state(tensors["anomalous_gen"])
-    torch.set_rng_state(tensors["torch_rng"])
-    if "labels" in tensors:
-        state.labels = tensors["labels"].to(device=device, dtype=torch.bool)
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_meta(
+    checkpoint: Checkpoint, phase: str, log_phases: list[str], config: TrainConfig | None
+) -> dict[str, Any]:
+    """Validate every field of a checkpoint's meta that resume uses, naming its record.
+
+    `config`: the run's own options, which the checkpoint must have been trained with
+    (None for the --init-from run, checked by _check_init_from). `log_phases`: the
+    phases the stored log must list, in order.
+    """
+    meta, where = checkpoint.meta, checkpoint.path
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {what}")
+
+    if meta.get("phase") != phase:
+        raise bad(f"holds phase {meta.get('phase')!r}, not {phase!r}")
+    if config is not None:
+        try:
+            stored = TrainConfig.from_dict(meta.get("config"))
+        except UsageError as err:
+            raise bad(str(err)) from err
+        diff = config.differences(stored)
+        if diff or meta.get("phases") != phase_names(config.iterations):
+            raise bad(f"belongs to another run (options differ: {', '.join(diff) or 'phases'})")
+    for key in ("mu_e", "sigma_e", "initial_mu_e", "initial_sigma_e", "margin"):
+        value = meta.get(key)
+        if value is not None and not _is_finite(value):
+            raise bad(f"{key} must be a finite number, not {value!r}")
+        if key.endswith(("mu_e", "sigma_e")) and value is not None and value < 0:
+            raise bad(f"{key} must be >= 0, not {value!r}")
+    if phase != "initial" and (meta.get("mu_e") is None or meta.get("sigma_e") is None):
+        raise bad("lacks the residual statistics mu_e, sigma_e")
+    sha = meta.get("rulebook_sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+        raise bad("rulebook_sha256 is malformed")
+    log = meta.get("log")
+    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
+        raise bad("log is not a list of entries")
+    if [entry.get("phase") for entry in log] != log_phases:
+        raise bad(f"log does not list the phases {log_phases}")
+    return meta
+
+
+def _restore(
+    checkpoint: Checkpoint,
+    phase: str,
+    state: _State,
+    data: _Data,
+    log_phases: list[str],
+    config: TrainConfig | None,
+) -> None:
+    """Put a verified checkpoint into `state`, each field validated first."""
+    from kist_train.checkpoints import load_weights
+
+    meta = _check_meta(checkpoint, phase, log_phases, config)
+    where = checkpoint.path
+    load_weights(state.model, checkpoint.weights, where)
+    if checkpoint.optimizer is not None:
+        try:
+            state.optimizer.load_state_dict(checkpoint.optimizer)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+            raise CheckpointError(f"{where}: optimizer state does not fit the model") from err
+    extra = checkpoint.extra
+    size = data.normal.shape[-1]
+    expected = {
+        "normal_gen": state.normal_gen.get_state(),
+        "anomalous_gen": state.anomalous_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if "labels" in extra:
+        expected["labels"] = torch.zeros((data.anomalous.shape[0], size, size), dtype=torch.uint8)
+    for key, like in expected.items():
+        got = extra.get(key)
+        if got is None or got.dtype != like.dtype or got.shape != like.shape:
+            raise CheckpointError(f"{where}: {key} is missing or has the wrong shape")
+    try:
+        state.normal_gen.set_state(extra["normal_gen"])
+        state.anomalous_gen.set_state(extra["anomalous_gen"])
+        torch.set_rng_state(extra["torch_rng"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{where}: a generator state is invalid") from err
+    if "labels" in extra:
+        state.labels = extra["labels"].to(device=data.anomalous.device, dtype=torch.bool)
     for key in ("mu_e", "sigma_e", "initial_mu_e", "initial_sigma_e", "margin"):
         if meta.get(key) is not None:
-            state.stats[key] = meta[key]
-    phases = phase_names(len(meta.get("phases", [])) // 2)
-    done = set(phases[: phases.index(phase) + 1])
-    state.log = [entry for entry in read_log(run_dir) if entry.get("phase") in done]
+            state.stats[key] = float(meta[key])
+    state.log = [dict(entry) for entry in meta["log"]]
 
 
 # ----------------------------------------------------------------- the loop
@@ -665,28 +776,30 @@ def train(
     # Under torchrun (WORLD_SIZE > 1) this joins the DDP job; otherwise a no-op context.
     ctx, device_name = setup(config.device, config.batch_size, config.anomalous_per_batch)
     try:
-        return _train(
-            config,
-            resume=resume,
-            force=force,
-            console=console,
-            progress=progress,
-            stop_after=stop_after,
-            ctx=ctx,
-            device_name=device_name,
-        )
+        with ExitStack() as held:  # the run's writer lock, taken by _prepare_run_dir
+            return _train(
+                config,
+                resume=resume,
+                force=force,
+                console=console,
+                progress=progress,
+                stop_after=stop_after,
+                ctx=ctx,
+                device_name=device_name,
+                held=held,
+            )
     finally:
         torch.set_num_threads(threads_before)
         ctx.close()
 
 
 def _train(
-    config: TrainConfig, *, resume, force, console, progress, stop_after, ctx, device_name
+    config: TrainConfig, *, resume, force, console, progress, stop_after, ctx, device_name, held
 ) -> Path:
     from rich.console import Console
 
     from kist_train import distributed
-    from kist_train.checkpoints import complete_phases
+    from kist_train.checkpoints import complete_phases, read_checkpoint, set_latest
     from kist_train.device import resolve_device
     from kist_train.models import ModelConfig, build_model
 
@@ -703,7 +816,9 @@ def _train(
     data, dataset = _load_data(config, device, console)
     if config.init_from is not None and not resume:
         _check_init_from(config)
-    run_dir = ctx.main_first(lambda: _prepare_run_dir(config, resume=resume, force=force))
+    run_dir = ctx.main_first(
+        lambda: _prepare_run_dir(config, resume=resume, force=force, held=held)
+    )
 
     torch.manual_seed(config.seed)
     model_config = ModelConfig(
@@ -735,7 +850,8 @@ def _train(
         while prefix < len(phases) and phases[prefix] in done:
             prefix += 1
         if prefix:
-            stored_sha = _stored_rulebook_sha(run_dir, phases[prefix - 1])
+            last = read_checkpoint(run_dir, phases[prefix - 1])
+            stored_sha = last.meta.get("rulebook_sha256")
             current_sha = (
                 hashlib.sha256(rulebook_text.encode("utf-8")).hexdigest() if rulebook_text else None
             )
@@ -744,21 +860,23 @@ def _train(
                     f"{run_dir}: the rulebook changed since the run started; "
                     "train a new run (or --force)"
                 )
-            _restore_phase(run_dir, phases[prefix - 1], state, device)
+            _restore(last, phases[prefix - 1], state, data, phases[:prefix], config)
+            if ctx.is_main:  # latest.json lags its record when a kill fell between the two
+                set_latest(run_dir, phases[prefix - 1])
             console.print(f"resuming {run_dir} after phase {phases[prefix - 1]!r}")
         start = prefix
+        found = None
         if start < len(phases) and not phases[start].startswith("labels_"):
-            partial = _partial_of(run_dir, phases[start])
-            if partial is not None:
-                # The interrupted phase at its epoch boundary; the log stays the prefix's.
-                log = state.log
-                _restore_phase(run_dir / PARTIAL_DIR, phases[start], state, device)
-                state.log = log
-                console.print(
-                    f"resuming phase {phases[start]!r} after epoch {partial['epochs_done']}"
-                )
+            found = _partial_of(run_dir, config, phases[start])
+        if found is not None:
+            # The interrupted phase at its epoch boundary; the log stays the prefix's.
+            checkpoint, partial = found
+            _restore(checkpoint, phases[start], state, data, phases[:start], config)
+            console.print(f"resuming phase {phases[start]!r} after epoch {partial['epochs_done']}")
+        elif ctx.is_main:  # what a kill left of the partial of a phase completed since
+            _drop_partial(run_dir)
     if start == 0 and config.init_from is not None:
-        _start_from_initial(config, state, device)
+        _start_from_initial(config, state, data)
         if not state.log[0].get("batchnorm_recomputed"):
             # An initial model saved before BatchNorm statistics were recomputed at the
             # end of each phase: settle it now (its weights and generators are unchanged).
@@ -857,19 +975,19 @@ def _check_init_from(config: TrainConfig) -> None:
     Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
     restoring it is then bit-identical to training it here, minus the time.
     """
+    from kist_train import rundir
     from kist_train.checkpoints import complete_phases
     from kist_train.config import INITIAL_FIELDS
 
     source = Path(config.init_from)
-    config_path = source / CONFIG_FILE
-    if not config_path.is_file():
-        raise UsageError(f"{source}: --init-from is not a run directory (no {CONFIG_FILE})")
+    if not rundir.has_marker(source):
+        raise UsageError(
+            f"{source}: --init-from is not a run directory (no {rundir.MARKER}; "
+            "runs of an older kistrules cannot be used)"
+        )
+    other = _stored_config(source)
     if "initial" not in complete_phases(source):
         raise UsageError(f"{source}: --init-from run has no complete 'initial' phase")
-    try:
-        other = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KistrulesError) as err:
-        raise CheckpointError(f"{config_path}: unreadable run config ({err})") from err
     diff = [name for name in INITIAL_FIELDS if getattr(config, name) != getattr(other, name)]
     if Path(config.data).resolve() != Path(other.data).resolve():
         diff.insert(0, "data")
@@ -880,21 +998,13 @@ def _check_init_from(config: TrainConfig) -> None:
         )
 
 
-def _start_from_initial(config: TrainConfig, state: _State, device: torch.device) -> None:
+def _start_from_initial(config: TrainConfig, state: _State, data: _Data) -> None:
     """Restore the "initial" phase of the --init-from run (checked by _check_init_from)."""
-    source = Path(config.init_from)
-    _restore_phase(source, "initial", state, device)
+    from kist_train.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(config.init_from, "initial")
+    _restore(checkpoint, "initial", state, data, ["initial"], None)
     state.labels = None
-    if not state.log or state.log[0].get("phase") != "initial":
-        raise CheckpointError(f"{source}: log.jsonl lacks the 'initial' phase entry")
-    state.log = [dict(state.log[0])]
-
-
-def _stored_rulebook_sha(run_dir: Path, phase: str) -> str | None:
-    from kist_train.checkpoints import load_checkpoint
-
-    _, meta, _ = load_checkpoint(run_dir, phase)
-    return meta.get("rulebook_sha256")
 
 
 def _print_labels(console, iteration: int, entry: dict[str, Any], scorer) -> None:

@@ -12,6 +12,7 @@ colours mean the same residual in every picture.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,22 +55,48 @@ class Run:
 
 
 def load_run(run_dir: str | Path, *, device: str = "auto", phase: str | None = None) -> Run:
-    """Load the last complete phase (or `phase`) of a run directory in eval mode."""
-    from kist_train.checkpoints import load_model_from_run
+    """Load the last complete phase (or `phase`) of a run directory in eval mode.
+
+    The checkpoint is verified (kist_train.checkpoints) and every field used here is
+    validated, so that an edited or damaged run is a one-line CheckpointError naming
+    its record, never a crash, an absurd allocation or silently different maps.
+    """
+    from kist_train.checkpoints import model_of, read_checkpoint
     from kist_train.device import resolve_device
 
     run_dir = Path(run_dir)
     torch_device = resolve_device(device)
-    model, meta = load_model_from_run(run_dir, phase, device=torch_device)
+    checkpoint = read_checkpoint(run_dir, phase)
+    meta, where = checkpoint.meta, checkpoint.path
     try:
-        config = TrainConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, UsageError) as err:
-        raise CheckpointError(
-            f"{run_dir}: checkpoint has no valid training config ({err})"
-        ) from err
+        config = TrainConfig.from_dict(meta["config"]).validate()
+    except (KeyError, UsageError) as err:
+        raise CheckpointError(f"{where}: checkpoint has no valid training config ({err})") from err
+    model = model_of(checkpoint)
+    built = (model.config.kind, model.config.width, model.config.depth)
+    if built != (config.model, config.width, config.depth):
+        raise CheckpointError(f"{where}: model config does not match the training config")
     if meta.get("mu_e") is None or meta.get("sigma_e") is None:
-        raise CheckpointError(f"{run_dir}: checkpoint has no residual statistics yet")
-    return Run(run_dir, model, config, meta, torch_device)
+        raise CheckpointError(f"{where}: checkpoint has no residual statistics yet")
+    size = meta.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size != config.size:
+        raise CheckpointError(f"{where}: size {size!r} is not the run's --size {config.size}")
+    for key in ("mu_e", "sigma_e", "overlay_vmax"):
+        value = meta.get(key)
+        if value is None and key == "overlay_vmax":
+            continue
+        if not _non_negative(value):
+            raise CheckpointError(f"{where}: {key} must be a finite number >= 0, not {value!r}")
+    return Run(run_dir, model.to(torch_device).eval(), config, meta, torch_device)
+
+
+def _non_negative(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _working(run: Run, images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -154,7 +154,10 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last complete phase.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing run.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing run (deletes only the run's own files)."),
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     stop_after: Annotated[
         str | None, typer.Option(help="Stop after this phase (e.g. initial, update_2).")
@@ -266,12 +269,16 @@ def evaluate_command(
     """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
     with one_line_errors():
         from kist_train.evaluate import evaluate_run, format_table
+        from kist_train.rundir import lock_if_run
 
         default_name = f"evaluation_{phase}.json" if phase else "evaluation.json"
         target = json_path or model / default_name
         _check_json_out(target, [], command="evaluate", fields=EVALUATE_FIELDS)
-        result = evaluate_run(model, data, device=device, phase=phase)
-        _write_json(target, result, command="evaluate", fields=EVALUATE_FIELDS)
+        # Writing into a run: hold its lock, as training does (a second writer refuses).
+        inside = model.resolve() in target.resolve().parents
+        with lock_if_run(model) if inside else nullcontext():
+            result = evaluate_run(model, data, device=device, phase=phase)
+            _write_json(target, result, command="evaluate", fields=EVALUATE_FIELDS)
     typer.echo(format_table(result))
     stderr.print(f"written {target}", markup=False, highlight=False)
 

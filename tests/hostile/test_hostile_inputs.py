@@ -406,28 +406,177 @@ def b_redundant_parens(tmp, world, mp):
 # checkpoints
 
 
+def _edit_record(run: Path, edit: Callable[[dict], None], *, reseal: bool = False) -> Path:
+    """Edit the latest checkpoint record as a user would (its seal then differs), or
+    re-seal it as a determined one would (to reach the checks behind the seal)."""
+    path = run / "checkpoints" / f"{_latest_phase(run)}.json"
+    record = json.loads(path.read_text())
+    edit(record)
+    if reseal:
+        from kist_train.sealed_json import seal
+
+        record = seal(record)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _latest_tensors(run: Path) -> Path:
+    record = json.loads((run / "checkpoints" / f"{_latest_phase(run)}.json").read_text())
+    return run / "checkpoints" / record["tensors"]
+
+
 def b_checkpoint_mismatch(tmp, world, mp):
     run = _copy_run(world, tmp)
-    record_path = run / "checkpoints" / f"{_latest_phase(run)}.json"
-    record = json.loads(record_path.read_text())
-    record["meta"]["model"]["width"] = 8  # the tensors were saved for width 4
-    record_path.write_text(json.dumps(record))
+    # the tensors were saved for width 4; re-sealed, so that the shapes are what refuses
+    _edit_record(run, lambda r: r["meta"]["model"].update(width=8), reseal=True)
     return _predict(run, world.image, tmp / "out")
 
 
 def b_checkpoint_truncated(tmp, world, mp):
     run = _copy_run(world, tmp)
-    tensors = run / "checkpoints" / f"{_latest_phase(run)}.safetensors"
+    tensors = _latest_tensors(run)
     _cut_in_half(tensors, tensors)
     return _predict(run, world.image, tmp / "out")
 
 
 def b_checkpoint_pickle_in_run(tmp, world, mp):
     run = _copy_run(world, tmp)
-    tensors = run / "checkpoints" / f"{_latest_phase(run)}.safetensors"
-    torch.save({"weight": torch.zeros(2)}, tensors)
+    torch.save({"weight": torch.zeros(2)}, _latest_tensors(run))
     _forbid_unpickling(mp)
     return _predict(run, world.image, tmp / "out")
+
+
+def b_record_sigma_zero(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    _edit_record(run, lambda r: r["meta"].update(sigma_e=0.0))
+    return _audit(run, world)
+
+
+def b_record_mu_nan(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    path = _edit_record(run, lambda r: r["meta"].update(mu_e="__nan__"))
+    path.write_text(path.read_text().replace('"__nan__"', "NaN"))
+    return _audit(run, world)
+
+
+def b_record_size_1e6(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    _edit_record(run, lambda r: r["meta"].update(size=1e6))
+    return _predict(run, world.image, tmp / "out")
+
+
+def b_record_size_1e6_resealed(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    _edit_record(run, lambda r: r["meta"].update(size=1_000_000), reseal=True)
+    return _predict(run, world.image, tmp / "out")
+
+
+def b_record_mu_negative_resealed(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    _edit_record(run, lambda r: r["meta"].update(mu_e=-1.0), reseal=True)
+    return _audit(run, world)
+
+
+def b_record_nested(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    path = run / "checkpoints" / f"{_latest_phase(run)}.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return _predict(run, world.image, tmp / "out")
+
+
+def _audit(run: Path, world: World) -> list[str]:
+    return ["audit", "--model", str(run), "--rulebook", str(world.rules), "--data", str(world.data)]
+
+
+# run directories: resume and --force
+
+
+def _train_into(world: World, out: Path, *extra: str) -> list[str]:
+    """The world run's own options (so that --resume matches), into `out`."""
+    return [
+        "train", "--data", str(world.data), "--rulebook", str(world.rules), "--out", str(out),
+        *TINY, *extra,
+    ]  # fmt: skip
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root and its bytes (the lock file aside: its content is a pid)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "kistrules-run.lock"
+    }
+
+
+def _remember(tmp: Path, root: Path) -> None:
+    (tmp / "before.json").write_text(json.dumps({k: v.hex() for k, v in _snapshot(root).items()}))
+
+
+def _untouched(name: str) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        before = {
+            k: bytes.fromhex(v) for k, v in json.loads((tmp / "before.json").read_text()).items()
+        }
+        assert _snapshot(tmp / name) == before, "the refused command changed files"
+
+    return check
+
+
+def b_resume_truncated_tensors(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    tensors = _latest_tensors(run)
+    _cut_in_half(tensors, tensors)
+    _remember(tmp, run)
+    return _train_into(world, run, "--resume")
+
+
+def b_resume_nested_marker(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    (run / "kistrules-run.json").write_text("{" + '"a":{' * 50_000 + "}" * 50_001)
+    _remember(tmp, run)
+    return _train_into(world, run, "--resume")
+
+
+def b_resume_edited_marker(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    marker = json.loads((run / "kistrules-run.json").read_text())
+    marker["config"]["seed"] = 7  # as if to resume it under other options
+    (run / "kistrules-run.json").write_text(json.dumps(marker))
+    _remember(tmp, run)
+    return _train_into(world, run, "--resume", "--seed", "7")
+
+
+def b_force_foreign_file(tmp, world, mp):
+    run = _copy_run(world, tmp)
+    (run / "thesis.tex").write_text("x\n")
+    _remember(tmp, run)
+    return _train_into(world, run, "--force")
+
+
+def b_force_config_json_folder(tmp, world, mp):
+    """The issue's reproduction: a folder with a config.json is not a run."""
+    folder = tmp / "p"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}\n")
+    (folder / "thesis.tex").write_text("x\n")
+    _remember(tmp, folder)
+    return _train_into(world, folder, "--force")
+
+
+def b_force_data_folder(tmp, world, mp):
+    data = tmp / "d"
+    shutil.copytree(world.data, data)
+    (data / "config.json").write_text("{}\n")
+    _remember(tmp, data)
+    return _train_into(world, data, "--force")
+
+
+def b_force_old_run(tmp, world, mp):
+    """A run of an older kistrules (config.json, checkpoints/, no marker)."""
+    run = _copy_run(world, tmp)
+    (run / "kistrules-run.json").rename(run / "config.json")
+    _remember(tmp, run)
+    return _train_into(world, run, "--force")
 
 
 def b_checkpoint_pickle_file(tmp, world, mp):
@@ -984,7 +1133,68 @@ CASES = [
     Case("unclosed_parens_10000", b_unclosed_parens, 1, ("deep.rules:1:", "E001", "expected")),
     Case("redundant_parens_10000", b_redundant_parens, 0, ("0 errors",)),
     Case("checkpoint_mismatch", b_checkpoint_mismatch, 1, ("run", "does not fit"), out="out"),
-    Case("checkpoint_truncated", b_checkpoint_truncated, 1, (".safetensors",), out="out"),
+    Case(
+        "checkpoint_truncated",
+        b_checkpoint_truncated,
+        1,
+        (".safetensors", "does not match its record"),
+        out="out",
+    ),
+    Case("record_sigma_zero", b_record_sigma_zero, 1, ("update_1.json", "edited or corrupted")),
+    Case("record_mu_nan", b_record_mu_nan, 1, ("update_1.json", "NaN")),
+    Case("record_size_1e6", b_record_size_1e6, 1, ("update_1.json", "edited"), out="out"),
+    Case(
+        "record_size_1e6_resealed",
+        b_record_size_1e6_resealed,
+        1,
+        ("update_1.json", "size 1000000"),
+        out="out",
+    ),
+    Case("record_mu_negative", b_record_mu_negative_resealed, 1, ("update_1.json", "mu_e")),
+    Case("record_nested", b_record_nested, 1, ("update_1.json", "nested too deeply"), out="out"),
+    Case(
+        "resume_truncated_tensors",
+        b_resume_truncated_tensors,
+        1,
+        (".safetensors", "does not match its record"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "resume_nested_marker",
+        b_resume_nested_marker,
+        1,
+        ("kistrules-run.json", "nested too deeply"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "resume_edited_marker",
+        b_resume_edited_marker,
+        1,
+        ("kistrules-run.json", "edited or corrupted"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "force_foreign_file",
+        b_force_foreign_file,
+        1,
+        ("thesis.tex", "did not write"),
+        check=_untouched("run"),
+    ),
+    Case(
+        "force_config_json_folder",
+        b_force_config_json_folder,
+        1,
+        ("p:", "not a run directory"),
+        check=_untouched("p"),
+    ),
+    Case(
+        "force_data_folder",
+        b_force_data_folder,
+        1,
+        ("not a run directory",),
+        check=_untouched("d"),
+    ),
+    Case("force_old_run", b_force_old_run, 1, ("older kistrules",), check=_untouched("run")),
     Case(
         "checkpoint_pickle_in_run",
         b_checkpoint_pickle_in_run,

@@ -1,9 +1,11 @@
-"""Checkpoints (round trip, never pickle, one-line errors, atomic saves), atomic writes, devices."""
+"""Checkpoints (round trip, never pickle, one-line errors, atomic saves, sealed records),
+atomic writes, devices."""
 
 from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 
 import pytest
@@ -49,6 +51,12 @@ def _meta(config=CONFIG):
     }
 
 
+def _tensor_file(run_dir, phase="initial"):
+    """The tensor file the phase's record names (a fresh name at every save)."""
+    record = json.loads((run_dir / "checkpoints" / f"{phase}.json").read_text())
+    return run_dir / "checkpoints" / record["tensors"]
+
+
 def _no_unpickling(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("something tried to unpickle")
@@ -67,7 +75,7 @@ def test_round_trip_weights_meta_and_optimizer(tmp_path, monkeypatch):
     model, opt = _trained()
     path = save_checkpoint(tmp_path, "initial", model, _meta(), optimizer_state=opt.state_dict())
     assert path == tmp_path / "checkpoints" / "initial.json"
-    assert (tmp_path / "checkpoints" / "initial.safetensors").is_file()
+    assert _tensor_file(tmp_path).is_file()
     _no_unpickling(monkeypatch)  # loading must not need pickle at all
     state, meta, optim_state = load_checkpoint(tmp_path)
     assert meta == _meta()
@@ -132,7 +140,7 @@ def test_torch_save_file_is_refused_without_unpickling(tmp_path, monkeypatch):
 def test_pickle_disguised_as_safetensors_is_refused(tmp_path, monkeypatch):
     model, _ = _trained()
     save_checkpoint(tmp_path, "initial", model, _meta())
-    target = tmp_path / "checkpoints" / "initial.safetensors"
+    target = _tensor_file(tmp_path)
     torch.save(model.state_dict(), target)  # zip-format pickle
     _no_unpickling(monkeypatch)
     with pytest.raises(CheckpointError, match="refused"):
@@ -140,7 +148,8 @@ def test_pickle_disguised_as_safetensors_is_refused(tmp_path, monkeypatch):
     target.write_bytes(pickle.dumps({"a": 1}, protocol=4))  # raw pickle
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(tmp_path)
-    assert complete_phases(tmp_path) == []
+    with pytest.raises(CheckpointError, match="refused"):
+        complete_phases(tmp_path)
 
 
 def test_mismatching_tensors_are_one_line_errors(tmp_path):
@@ -182,24 +191,32 @@ def test_missing_or_foreign_run_dirs(tmp_path):
         save_checkpoint(tmp_path, "latest", model, _meta())
 
 
-def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", [1, 2, 3], ids=["tensors", "record", "latest"])
+def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch, failing):
+    """Whichever rename of a re-save fails (a full disk, a kill), the phase loads whole:
+    the old weights with the old meta, or the new weights with the new meta."""
     old, _ = _trained(seed=0)
     new, _ = _trained(seed=1)
     save_checkpoint(tmp_path, "initial", old, _meta())
-    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    real_replace, calls = atomic_mod.os.replace, [0]
 
     def failing_replace(src, dst):
-        raise OSError("disk full")
+        calls[0] += 1
+        if calls[0] == failing:
+            raise OSError("disk full")
+        real_replace(src, dst)
 
     monkeypatch.setattr(atomic_mod.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, "initial", new, {**_meta(), "mu_e": 9.0})
     monkeypatch.undo()
-    # No temp files left, and the old phase loads unchanged.
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
     state, meta, _ = load_checkpoint(tmp_path, "initial")
-    assert meta["mu_e"] == 0.0123
-    assert all(torch.equal(state[k], v) for k, v in old.state_dict().items())
+    committed = failing > 2  # the record's rename (the second) is the commit
+    expected = new if committed else old
+    assert meta["mu_e"] == (9.0 if committed else 0.0123)
+    assert all(torch.equal(state[k], v) for k, v in expected.state_dict().items())
+    assert complete_phases(tmp_path) == ["initial"]
 
 
 def test_unserialisable_meta_changes_nothing(tmp_path):
@@ -213,23 +230,26 @@ def test_unserialisable_meta_changes_nothing(tmp_path):
     assert load_checkpoint(tmp_path)[1] == _meta()
 
 
-def test_tensors_replaced_without_json_are_detected(tmp_path):
-    """A kill between the two renames: new tensors, old record -> not complete, clear error."""
+def test_tensors_that_do_not_match_their_record_are_refused(tmp_path):
+    """A save never leaves a record beside tensors it does not name: another run's tensors
+    under the record's name are an edit, refused naming the file, also by complete_phases."""
     a, _ = _trained(seed=0)
     b, _ = _trained(seed=1)
     save_checkpoint(tmp_path / "run", "initial", a, _meta())
     save_checkpoint(tmp_path / "other", "initial", b, _meta())
-    shutil.copy(
-        tmp_path / "other" / "checkpoints" / "initial.safetensors",
-        tmp_path / "run" / "checkpoints" / "initial.safetensors",
-    )
-    with pytest.raises(CheckpointError, match="interrupted save"):
+    target = _tensor_file(tmp_path / "run")
+    shutil.copy(_tensor_file(tmp_path / "other"), target)
+    with pytest.raises(CheckpointError, match="edited or corrupted") as err:
         load_checkpoint(tmp_path / "run")
-    assert complete_phases(tmp_path / "run") == []
-    # A phase whose JSON was never written is incomplete, not complete.
-    (tmp_path / "run" / "checkpoints" / "iter1.safetensors").write_bytes(b"partial")
+    assert str(target) in str(err.value)
+    with pytest.raises(CheckpointError, match="edited or corrupted"):
+        complete_phases(tmp_path / "run")
+    # Tensors whose record was never written are an interrupted first save: incomplete.
+    orphan = tmp_path / "other" / "checkpoints" / "iter1.0123456789ab.safetensors"
+    orphan.write_bytes(b"part")
     with pytest.raises(CheckpointError, match="iter1 is incomplete"):
-        load_checkpoint(tmp_path / "run", "iter1")
+        load_checkpoint(tmp_path / "other", "iter1")
+    assert complete_phases(tmp_path / "other") == ["initial"]
 
 
 def test_json_record_names_everything_prediction_needs(tmp_path):
@@ -237,8 +257,8 @@ def test_json_record_names_everything_prediction_needs(tmp_path):
     path = save_checkpoint(tmp_path, "initial", model, _meta())
     record = json.loads(path.read_text())
     assert record["meta"]["model"] == CONFIG.to_dict()
-    assert record["tensors"] == "initial.safetensors"
-    assert len(record["sha256"]) == 64
+    assert re.fullmatch(r"initial\.[0-9a-f]{12}\.safetensors", record["tensors"])
+    assert len(record["sha256"]) == 64 and len(record["record_sha256"]) == 64
     latest = json.loads((tmp_path / "checkpoints" / "latest.json").read_text())
     assert latest["phase"] == "initial"
 
@@ -282,3 +302,106 @@ def test_cuda_without_cuda_is_a_usage_error():
         resolve_device("cuda")
     with pytest.raises(UsageError, match="CUDA is not available"):
         resolve_device("cuda:0")
+
+
+# --- sealed records: every field covered, every read bounded ----------------------------------
+
+
+def _leaves(value, path=()):
+    """(path, value) of every number, string, bool and null in parsed JSON."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _leaves(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _leaves(child, (*path, index))
+    else:
+        yield path, value
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1 if abs(value) < 1e15 else value / 2
+    if isinstance(value, str):
+        return value + "x"
+    return 0  # null
+
+
+def test_any_edit_of_a_record_is_refused_naming_it(tmp_path):
+    """Statistics, config, optimizer skeleton, tensor hash: an edit anywhere is refused."""
+    model, opt = _trained()
+    meta = {**_meta(), "config": {"seed": 0, "lr": 0.001}}
+    path = save_checkpoint(tmp_path, "initial", model, meta, optimizer_state=opt.state_dict())
+    original = path.read_text()
+    leaves = [p for p, _ in _leaves(json.loads(original)) if p != ("record_sha256",)]
+    assert {("meta", "mu_e"), ("meta", "sigma_e"), ("meta", "config", "seed")} <= set(leaves)
+    for leaf in leaves:
+        record = json.loads(original)
+        *parents, last = leaf
+        holder = record
+        for key in parents:
+            holder = holder[key]
+        holder[last] = _changed(holder[last])
+        path.write_text(json.dumps(record, indent=1))
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(tmp_path, "initial")
+        message = str(err.value)
+        assert "\n" not in message and str(path) in message, (leaf, message)
+    path.write_text(original)
+    assert load_checkpoint(tmp_path)[1] == meta
+
+
+def test_hostile_record_text_is_a_one_line_error(tmp_path):
+    model, _ = _trained()
+    path = save_checkpoint(tmp_path, "initial", model, _meta())
+    record = json.loads(path.read_text())
+    cases = {
+        "NaN": path.read_text().replace('"mu_e": 0.0123', '"mu_e": NaN'),
+        "Infinity": path.read_text().replace('"mu_e": 0.0123', '"mu_e": -Infinity'),
+        "out of range": path.read_text().replace('"mu_e": 0.0123', '"mu_e": 1e999'),
+        "nested too deeply": "[" * 100_000 + "]" * 100_000,
+        "over 64 levels": "[" * 70 + "]" * 70,  # parses, but no record is that deep
+        "unreadable": "{not json",
+        "not a kistrules checkpoint": json.dumps({"format": "other"}),
+        "older kistrules": json.dumps({**record, "version": 1}),
+        "has no record_sha256": json.dumps(
+            {k: v for k, v in record.items() if k != "record_sha256"}
+        ),
+    }
+    for fragment, text in cases.items():
+        path.write_text(text)
+        with pytest.raises(CheckpointError, match=fragment) as err:
+            load_checkpoint(tmp_path, "initial")
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    with open(path, "wb") as handle:  # sparse: refused from its size, never read
+        handle.truncate(65 * 2**20)
+    with pytest.raises(CheckpointError, match="the limit is"):
+        load_checkpoint(tmp_path, "initial")
+
+
+def test_an_edited_latest_pointer_is_refused(tmp_path):
+    model, _ = _trained()
+    save_checkpoint(tmp_path, "initial", model, _meta())
+    save_checkpoint(tmp_path, "iter1", model, _meta())
+    latest = tmp_path / "checkpoints" / "latest.json"
+    pointer = json.loads(latest.read_text())
+    latest.write_text(json.dumps({**pointer, "phase": "initial"}))
+    with pytest.raises(CheckpointError, match=r"latest\.json: checkpoint pointer was edited"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_re_saved_phase_keeps_one_tensor_file(tmp_path):
+    """Each save writes its tensors under a fresh name and deletes the ones it replaced."""
+    a, _ = _trained(seed=0)
+    b, _ = _trained(seed=1)
+    save_checkpoint(tmp_path, "initial", a, _meta())
+    first = _tensor_file(tmp_path)
+    save_checkpoint(tmp_path, "initial", b, _meta())
+    assert _tensor_file(tmp_path) != first and not first.exists()
+    assert [p.name for p in (tmp_path / "checkpoints").glob("*.safetensors")] == [
+        _tensor_file(tmp_path).name
+    ]
+    state = load_checkpoint(tmp_path)[0]
+    assert all(torch.equal(state[k], v) for k, v in b.state_dict().items())

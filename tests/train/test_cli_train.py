@@ -47,7 +47,9 @@ def run(tmp_path_factory):
 
 def test_train_writes_a_run(run):
     run_dir, _, _ = run
-    assert (run_dir / "log.jsonl").is_file() and (run_dir / "config.json").is_file()
+    assert (run_dir / "log.jsonl").is_file()
+    marker = json.loads((run_dir / "kistrules-run.json").read_text())
+    assert marker["format"] == "kistrules-run" and marker["config"]["epochs"] == 2
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [e["phase"] for e in log] == ["initial", "labels_1", "update_1"]
 

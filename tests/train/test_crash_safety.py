@@ -419,3 +419,93 @@ def test_sigint_on_one_ddp_rank_stops_every_rank_and_resumes_bit_identically(dat
     assert len(set(log[-1]["weights_sha256_per_rank"])) == 1
     assert log[-1]["loss_total"] == read_log(full)[-1]["loss_total"]
     _assert_same_weights(interrupted, full)
+
+
+# --------------------------------------------------------------- a kill at every write
+#
+# Every change a run's files go through is an os.replace (atomic writes), an os.unlink or
+# an os.rmdir. _KillAtWrite stands in for the three and, at the k-th call, "kills" the run
+# there: the call raises instead of acting and from then on nothing changes on disk any
+# more (a dead process cleans up nothing, its temporaries stay). For every k of a run that
+# saves a partial checkpoint at every epoch end, the killed run is resumed (or, killed
+# before it existed, started again) and must end with exactly the uninterrupted weights.
+
+
+class _KilledAtWrite(BaseException):
+    """Raised in place of the k-th file-system change; no except clause catches it."""
+
+
+class _KillAtWrite:
+    def __init__(self, at: int | None) -> None:
+        self.at, self.calls, self.dead = at, 0, False
+
+    def wrap(self, real):
+        def change(*args, **kwargs):
+            if self.dead:
+                return None
+            self.calls += 1
+            if self.calls == self.at:
+                self.dead = True
+                raise _KilledAtWrite
+            return real(*args, **kwargs)
+
+        return change
+
+    def install(self, monkeypatch) -> None:
+        for name in ("replace", "unlink", "rmdir"):
+            monkeypatch.setattr(os, name, self.wrap(getattr(os, name)))
+
+
+def _kill_config(dataset, out: Path) -> TrainConfig:
+    # A partial checkpoint at every epoch end: 2 in the initial phase, 1 in update_1.
+    return syn.tiny_config(
+        dataset, out, epochs=3, iterations=1, update_epochs=2, threads=1, checkpoint_minutes=1e-9
+    )
+
+
+def test_a_kill_at_every_write_then_resume_ends_bit_identical(dataset, tmp_path, monkeypatch):
+    from kist_train.checkpoints import latest_phase
+    from kistrules.errors import CheckpointError
+
+    quiet = Console(stderr=True, quiet=True)
+    reference = _kill_config(dataset, tmp_path / "reference")
+    counter = _KillAtWrite(None)
+    with monkeypatch.context() as patch:
+        counter.install(patch)
+        train(reference, console=quiet, progress=False)
+    writes = counter.calls
+    # marker; per complete phase log, tensors, record, latest; per partial save 4 more
+    assert writes >= 1 + 3 * 4 + 3 * 4, writes
+    want = read_log(Path(reference.out))
+    resumed_epochs = set()
+    for at in range(1, writes + 1):
+        config = replace(reference, out=str(tmp_path / f"killed_{at}"))
+        killer = _KillAtWrite(at)
+        with monkeypatch.context() as patch, pytest.raises(_KilledAtWrite):
+            killer.install(patch)
+            train(config, console=quiet, progress=False)
+        try:
+            train(config, resume=True, console=quiet, progress=False)
+        except CheckpointError as err:  # killed before the run existed: start it again
+            assert "no run to resume" in str(err), (at, err)
+            train(config, console=quiet, progress=False)
+        run_dir = Path(config.out)
+        assert complete_phases(run_dir) == phase_names(1), at
+        assert latest_phase(run_dir) == "update_1", at
+        assert not (run_dir / "partial").exists(), at
+        for phase in phase_names(1):
+            _assert_same_weights_of(run_dir, Path(reference.out), phase, at)
+        got = read_log(run_dir)
+        for mine, theirs in zip(got, want, strict=True):
+            for key in ("mu_e", "sigma_e", "loss_per_epoch", "loss_total", "labels"):
+                assert mine.get(key) == theirs.get(key), (at, key)
+            resumed_epochs.add((mine["phase"], mine.get("resumed_after_epoch")))
+    # The kills did land inside phases, and their partial checkpoints were used.
+    assert {("initial", 1), ("initial", 2), ("update_1", 1)} <= resumed_epochs
+
+
+def _assert_same_weights_of(a: Path, b: Path, phase: str, at: int) -> None:
+    wa, wb = load_checkpoint(a, phase)[0], load_checkpoint(b, phase)[0]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), (at, phase, key)

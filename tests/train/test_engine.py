@@ -217,3 +217,104 @@ def test_runs_saved_before_skip_from_keep_their_architecture():
     old_unet = {"data": "d", "out": "o", "model": "unet", "width": 4, "depth": 2}
     assert TrainConfig.from_dict(old_unet).skip_from == 0  # skips at every level, as then
     assert TrainConfig.from_dict({**old_unet, "model": "cae"}).skip_from == 2  # unused by the CAE
+
+
+# ----------------------------------------------------------------- what resume reads
+
+
+def _reseal(path: Path, edit) -> None:
+    """Edit a checkpoint record and seal it again: what the seal cannot catch."""
+    import json
+
+    from kist_train.sealed_json import seal
+
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(seal(record)))
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(dataset, tmp_path):
+    """A record is whole and sealed, but another run's: refused by its config."""
+    import json
+    import shutil
+
+    for name, seed in (("a", 0), ("b", 3)):
+        config = _config(dataset, tmp_path / name, seed=seed)
+        train(config, console=_quiet(), progress=False, stop_after="labels_1")
+    ours, theirs = tmp_path / "a" / "checkpoints", tmp_path / "b" / "checkpoints"
+    for path in ours.glob("labels_1.*"):
+        path.unlink()
+    record = json.loads((theirs / "labels_1.json").read_text())
+    for name in ("labels_1.json", record["tensors"]):
+        shutil.copy(theirs / name, ours / name)
+    with pytest.raises(CheckpointError, match=r"labels_1\.json: belongs to another run") as err:
+        train(_config(dataset, tmp_path / "a"), resume=True, console=_quiet(), progress=False)
+    assert "options differ: seed" in str(err.value)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.fixture
+def interrupted(dataset, tmp_path, monkeypatch):
+    """A run killed in its initial phase's third epoch, with a partial checkpoint of two."""
+    config = _config(dataset, tmp_path / "run", checkpoint_minutes=1e-9)
+    real, calls = engine.augment_normal, [0]
+
+    def crash(x, gen):
+        calls[0] += 1
+        if calls[0] == 2 * 2 + 1:  # 12 images, batch 6: 2 batches per epoch
+            raise _Crash
+        return real(x, gen)
+
+    monkeypatch.setattr(engine, "augment_normal", crash)
+    with pytest.raises(_Crash):
+        train(config, console=_quiet(), progress=False)
+    monkeypatch.undo()
+    assert (
+        load_checkpoint(tmp_path / "run" / "partial", "initial")[1]["partial"]["epochs_done"] == 2
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["partial"].update(epochs_done=99), "lacks its epoch"),
+        (lambda m: m["partial"].update(epochs_done=True), "lacks its epoch"),
+        (lambda m: m["partial"]["loss_per_epoch"].pop(), "is malformed"),
+        (lambda m: m.update(phase="update_1"), "holds phase 'update_1'"),
+        (lambda m: m["log"].append({"phase": "initial"}), "log does not list"),
+        (lambda m: m.update(sigma_e=-1.0), "sigma_e must be >= 0"),
+        (lambda m: m["config"].update(lr="fast"), "'lr' must be float"),
+    ],
+)
+def test_resume_validates_every_field_it_reads(interrupted, edit, message):
+    record = Path(interrupted.out) / "partial" / "checkpoints" / "initial.json"
+    _reseal(record, lambda r: edit(r["meta"]))
+    with pytest.raises(CheckpointError, match=message) as err:
+        train(interrupted, resume=True, console=_quiet(), progress=False)
+    assert str(record) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_resume_validates_the_stored_tensors(interrupted):
+    """Generator states of the wrong size, saved as a whole checkpoint: refused, named."""
+    from kist_train.checkpoints import model_of, read_checkpoint, save_checkpoint
+
+    partial = Path(interrupted.out) / "partial"
+    checkpoint = read_checkpoint(partial, "initial")
+    extra = {**checkpoint.extra, "normal_gen": torch.zeros(3, dtype=torch.uint8)}
+    save_checkpoint(
+        partial,
+        "initial",
+        model_of(checkpoint),
+        checkpoint.meta,
+        optimizer_state=checkpoint.optimizer,
+        extra=extra,
+    )
+    with pytest.raises(
+        CheckpointError, match="normal_gen is missing or has the wrong shape"
+    ) as err:
+        train(interrupted, resume=True, console=_quiet(), progress=False)
+    assert str(partial / "checkpoints" / "initial.json") in str(err.value)
