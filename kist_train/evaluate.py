@@ -25,6 +25,11 @@ def _scores(maps: list[np.ndarray], masks: list[np.ndarray], labels: np.ndarray)
     }
 
 
+# The fields every evaluation document holds: how `evaluate` and `train --force` tell an
+# earlier evaluation of kistrules from a user's file of the same name.
+EVALUATE_FIELDS = ("run", "data", "raw", "filtered")
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path,

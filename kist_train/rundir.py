@@ -53,12 +53,21 @@ _LAYOUT: dict[str, re.Pattern[str] | None] = {
 # kist_train.atomic's temporary file of a target NAME: .NAME.<token>.tmp
 _TEMPORARY = re.compile(rf"\.(.+)\.{_TOKEN}\.tmp")
 _MARKER_NAME = re.compile(re.escape(MARKER))
+_EVALUATION = re.compile(rf"evaluation(?:_{_PHASE})?\.json")
 _OLD_RUN = ("config.json", "checkpoints")  # what a run of an older kistrules holds
 
 
 def _ours(name: str, pattern: re.Pattern[str] | None) -> bool:
     temporary = _TEMPORARY.fullmatch(name)
     return pattern is not None and bool(pattern.fullmatch(temporary[1] if temporary else name))
+
+
+def _is_evaluation(path: Path) -> bool:
+    """An `evaluate` output (the name alone proves nothing: a user may have saved one)."""
+    from kist_train.evaluate import EVALUATE_FIELDS
+    from kistrules.outputs import json_with_fields
+
+    return json_with_fields(*EVALUATE_FIELDS)(path)
 
 
 def has_marker(run_dir: Path) -> bool:
@@ -125,7 +134,11 @@ def tool_files(run_dir: Path) -> tuple[list[Path], list[Path]]:
             if entry.is_dir(follow_symlinks=False) and child in _LAYOUT:
                 walk(child)
                 folders.append(run_dir / child)
-            elif entry.is_file(follow_symlinks=False) and _ours(entry.name, _LAYOUT[rel]):
+            elif (
+                entry.is_file(follow_symlinks=False)
+                and _ours(entry.name, _LAYOUT[rel])
+                and (not _EVALUATION.fullmatch(entry.name) or _is_evaluation(run_dir / child))
+            ):
                 files.append(run_dir / child)
             else:
                 raise CheckpointError(

@@ -19,7 +19,6 @@ from kistrules.cli import app, one_line_errors, stderr
 
 # The fields that mark a JSON file as an earlier output of a command: only such a file is
 # replaced by the command's --json (kistrules.outputs), never a user's file or an input.
-EVALUATE_FIELDS = ("run", "data", "raw", "filtered")
 AUDIT_FIELDS = ("run_dir", "rulebook_sha256", "rows")
 
 
@@ -268,7 +267,7 @@ def evaluate_command(
 ) -> None:
     """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
     with one_line_errors():
-        from kist_train.evaluate import evaluate_run, format_table
+        from kist_train.evaluate import EVALUATE_FIELDS, evaluate_run, format_table
         from kist_train.rundir import lock_if_run
 
         default_name = f"evaluation_{phase}.json" if phase else "evaluation.json"

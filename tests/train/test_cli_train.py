@@ -10,6 +10,7 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
+from kist_train.rundir import MARKER
 from kistrules.cli import _register_commands, app
 from tests.train import synthetic as syn
 
@@ -159,7 +160,7 @@ def test_non_finite_training_image_fails_at_load_and_leaves_no_run(tmp_path, fol
     tifffile.imwrite(image, pixels)
     result = _train(data, out, "--workers", workers)
     assert result.exit_code == 0, result.output
-    assert (out / "config.json").is_file()
+    assert (out / MARKER).is_file()
 
 
 def test_test_image_without_mask(tmp_path):

@@ -18,7 +18,7 @@ from kist_train.checkpoints import save_checkpoint
 from kist_train.config import TrainConfig
 from kist_train.data import load_dataset, read_gray
 from kist_train.engine import train
-from kist_train.evaluate import evaluate_run, format_table
+from kist_train.evaluate import EVALUATE_FIELDS, evaluate_run, format_table
 from kist_train.guided_filter import guided_filter, radius_for_size
 from kist_train.models import ModelConfig, build_model
 from kist_train.predict import (
@@ -29,7 +29,7 @@ from kist_train.predict import (
     residual_maps,
     write_predictions,
 )
-from kistrules.commands.train import AUDIT_FIELDS, EVALUATE_FIELDS
+from kistrules.commands.train import AUDIT_FIELDS
 from kistrules.errors import CheckpointError, UsageError
 from tests.train import synthetic as syn
 

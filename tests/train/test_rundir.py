@@ -50,8 +50,9 @@ def finished(dataset, tmp_path_factory):
     the temporaries an atomic write leaves when killed: everything the tool writes."""
     out = tmp_path_factory.mktemp("finished") / "run"
     train(_config(dataset, out), console=_quiet(), progress=False)
-    (out / "evaluation.json").write_text("{}\n")
-    (out / "evaluation_initial.json").write_text("{}\n")
+    evaluation = json.dumps({"run": str(out), "data": "d", "raw": {}, "filtered": {}})
+    (out / "evaluation.json").write_text(evaluation)
+    (out / "evaluation_initial.json").write_text(evaluation)
     shutil.copytree(out / "checkpoints", out / "partial" / "checkpoints")
     (out / ".log.jsonl.0123456789ab.tmp").write_text("half")
     (out / "checkpoints" / ".update_1.json.0123456789ab.tmp").write_text("half")
@@ -108,6 +109,7 @@ def test_force_deletes_exactly_the_runs_own_files(dataset, finished, tmp_path):
         "checkpoints/initial.safetensors.bak",
         "partial/notes.txt",
         "maps/a.tiff",  # predict --out RUN/maps
+        "evaluation.json",  # a tool's name, but not an evaluation (the user's own file)
         "link:evaluation.json",  # a tool's name, but a symbolic link out of the run
         "link:checkpoints",
     ],
