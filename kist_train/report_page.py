@@ -28,8 +28,8 @@ h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ccc; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 nav a { margin-right: 14px; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; }
+table.paths td { overflow-wrap: anywhere; }
 td.num { text-align: right; }
 th { background: #f2f2f2; }
 tr.diff td { font-weight: 600; }
@@ -82,11 +82,13 @@ def _cell(value: Any) -> Markup:
     return tag("td", _fmt(value), class_="num" if numeric else None)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, row_class=None) -> Markup:
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, row_class=None, class_=None
+) -> Markup:
     body = [
         tag("tr", *map(_cell, row), class_=row_class(row) if row_class else None) for row in rows
     ]
-    return tag("table", tag("tr", *(tag("th", h) for h in headers)), *body)
+    return tag("table", tag("tr", *(tag("th", h) for h in headers)), *body, class_=class_)
 
 
 def _image(picture: Picture) -> Markup:
@@ -139,7 +141,7 @@ def _configuration(report: RunReport) -> Markup:
         "configuration",
         "Configuration",
         tag("p", note, class_="note") if note else "",
-        _table(headers, rows, row_class=differs),
+        _table(headers, rows, row_class=differs, class_="paths"),  # long paths and hashes wrap
     )
 
 

@@ -47,6 +47,9 @@ def report_command(
         ),
     ] = "all",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
+    ] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Write one HTML file about a run: configuration, rulebook, training log, label audit,
@@ -67,6 +70,7 @@ def report_command(
             control=control,
             phases=phases,
             device=device,
+            threads=threads,
             console=stderr,
             progress=progress,
         )

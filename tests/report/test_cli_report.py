@@ -130,6 +130,7 @@ def test_bad_inputs_are_one_line(tiny_runs, tmp_path: Path):
     out = tmp_path / "r.html"
     _one_line_error(_report(tmp_path / "nope", "--out", out), 2, "does not exist")
     _one_line_error(_report(tiny_runs.kist, "--out", out, "--phases", "some"), 2, "--phases")
+    _one_line_error(_report(tiny_runs.kist, "--out", out, "--threads", "-1"), 2, "--threads")
     (tmp_path / "notarun").mkdir()
     _one_line_error(
         _report(tiny_runs.kist, "--control", tmp_path / "notarun", "--out", out), 1, "notarun"

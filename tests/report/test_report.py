@@ -273,3 +273,22 @@ def test_a_run_without_a_rulebook_has_no_rulebook_section_or_audit(tiny_runs, tm
 def test_a_bad_phases_value_is_a_usage_error(tiny_runs):
     with pytest.raises(UsageError, match="--phases must be one of all, last"):
         build_report(tiny_runs.kist, phases="every", progress=False)
+
+
+def test_threads_are_set_for_the_report_and_restored_after(tiny_runs, monkeypatch):
+    import torch
+
+    import kist_train.report as report_module
+
+    seen = []
+    real = report_module._build
+    monkeypatch.setattr(
+        report_module, "_build", lambda *a: seen.append(torch.get_num_threads()) or real(*a)
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        build_report(tiny_runs.kist, threads=1, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
