@@ -18,12 +18,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from kist_train.pseudo_labels import confusion, precision_recall, upsample_mask
+
+if TYPE_CHECKING:
+    from kist_train.data import Dataset
+    from kist_train.predict import Run
 
 OVERALL = "(rulebook)"
 ALL = "all"
@@ -208,19 +212,46 @@ def audit_rulebook(
     every phase shows how the labels a rulebook would give evolve over the iterations.
     `grid` compares on the working grid instead of at the masks' resolution.
     """
-    from kist_train.data import load_dataset, working_tensor
-    from kist_train.engine import residuals_of
+    from kist_train.data import load_dataset
     from kist_train.predict import load_run
-    from kist_train.pseudo_labels import label_regions, rule_masks
     from kistrules.api import load
-    from kistrules.errors import DataError
     from kistrules.files import require_regular_file
 
     rulebook_path = Path(rulebook_path)
     require_regular_file(rulebook_path, "rulebook")  # missing, a folder or a FIFO: one line
     run = load_run(run_dir, device=device, phase=phase)
     scorer = load(rulebook_path).compile(device=run.device)
-    dataset = load_dataset(data_dir)
+    return audit_scorer(
+        run,
+        scorer,
+        load_dataset(data_dir),
+        rulebook=str(rulebook_path),
+        text=rulebook_path.read_text(encoding="utf-8"),
+        batch_size=batch_size,
+        grid=grid,
+    )
+
+
+def audit_scorer(
+    run: Run,
+    scorer: Any,
+    dataset: Dataset,
+    *,
+    rulebook: str,
+    text: str,
+    batch_size: int = 16,
+    grid: bool = False,
+) -> AuditReport:
+    """The audit of a compiled rulebook (`text`, shown as `rulebook`) with a loaded run.
+
+    `kistrules report` audits the rulebook a run trained with, whose text its
+    checkpoint holds; `audit_rulebook` audits a file.
+    """
+    from kist_train.data import working_tensor
+    from kist_train.engine import residuals_of
+    from kist_train.pseudo_labels import label_regions, rule_masks
+    from kistrules.errors import DataError
+
     items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:
         raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
@@ -287,10 +318,9 @@ def audit_rulebook(
         np.concatenate(regions_rules),
         rule_names,
     )
-    text = rulebook_path.read_text(encoding="utf-8")
     return AuditReport(
         run_dir=str(run.run_dir),
-        rulebook=str(rulebook_path),
+        rulebook=rulebook,
         rulebook_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         mu_e=run.mu_e,
         sigma_e=run.sigma_e,

@@ -11,8 +11,10 @@ The 40 weakly labelled anomalous training images get no masks on disk: KIST
 must not need them.
 
 Then it trains the equal-training control (lambda = 0) and KIST from the
-control's initial model (the same eq. 8 phase, trained once), evaluates both,
-explains one test image and plots the rulebook.
+control's initial model (the same eq. 8 phase, trained once), evaluates both
+while gathering the run report (`kist_train.report`: KIST with the control,
+the last phase of each, to keep the demo's time), explains one test image and
+plots the rulebook.
 """
 
 from __future__ import annotations
@@ -220,6 +222,7 @@ class DemoResult:
     model_overlay: Path
     plot: Path
     seconds: float
+    report: Path
 
 
 def training_config(
@@ -390,7 +393,8 @@ def run_demo(
     from rich.markup import escape
 
     from kist_train.engine import train
-    from kist_train.evaluate import evaluate_run
+    from kist_train.report import build_report, training_phases, write_report
+    from kist_train.report_page import render_html
     from kistrules.api import check, load
     from kistrules.errors import KistrulesError, UsageError
 
@@ -447,9 +451,22 @@ def run_demo(
             torch.manual_seed(seed)
             with _recording(manifest, out / name):
                 arms[name] = train(config, force=True, console=console, progress=progress)
-        console.print(f"[5/{steps}] evaluating both arms on the test set ...")
-        baseline = evaluate_run(arms["baseline"], data, device="cpu")
-        kist = evaluate_run(arms["kist"], data, device="cpu")
+        console.print(f"[5/{steps}] evaluating both arms and auditing the labels (run report) ...")
+        # The report evaluates the last phase of each arm: the figures of the table below.
+        report = build_report(
+            arms["kist"],
+            data,
+            control=arms["baseline"],
+            phases="last",
+            device="cpu",
+            console=console,
+            progress=progress,
+        )
+        with _recording(manifest, out / "report.html"):
+            report_path = write_report(render_html(report), out / "report.html")
+        baseline, kist = (
+            arm.evaluations[training_phases(arm)[-1]] for arm in (report.control, report.run)
+        )
         title = f"results, % (seed {seed}); control = the same training with lambda = 0"
         console.print(results_table(baseline, kist, title=title))
         console.print(f"[6/{steps}] explaining one test image and plotting the rulebook ...")
@@ -478,12 +495,15 @@ def run_demo(
         "explain overlay (mask)": overlay,
         "explain overlay (KIST model)": model_overlay,
         "membership plot": plot,
+        "run report": report_path,
         "results": out / "results.json",
     }
     for label, path in where.items():
         console.print(f"  {label:<30} {escape(str(path))}", highlight=False)
     console.print(f"done in {seconds:.0f} s")
-    return DemoResult(out, data, rulebook, baseline, kist, overlay, model_overlay, plot, seconds)
+    return DemoResult(
+        out, data, rulebook, baseline, kist, overlay, model_overlay, plot, seconds, report_path
+    )
 
 
 def example_image(data: Path) -> tuple[Path, Path]:

@@ -7,10 +7,15 @@ masks; normal test images count as all-negative. Figures are percentages.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kist_train.data import Dataset, TestItem
+    from kist_train.predict import Run
 
 METRIC_NAMES = ("pixel_auroc", "aupro", "image_auroc")
 
@@ -30,6 +35,56 @@ def _scores(maps: list[np.ndarray], masks: list[np.ndarray], labels: np.ndarray)
 EVALUATE_FIELDS = ("run", "data", "raw", "filtered")
 
 
+@dataclass
+class EvaluationMaps:
+    """The anomaly maps of a test set, at each image's original resolution, with its masks."""
+
+    items: list[TestItem]
+    raw: list[np.ndarray]
+    filtered: list[np.ndarray]
+    masks: list[np.ndarray]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Image labels: True for an anomalous test image."""
+        return np.array([item.is_anomalous for item in self.items], dtype=bool)
+
+
+def evaluation_maps(run: Run, dataset: Dataset, *, batch_size: int = 16) -> EvaluationMaps:
+    """Both maps of every test image (one forward pass each), decoded images released."""
+    from kist_train.predict import maps_both
+
+    items = dataset.require_test()
+    raw: list[np.ndarray] = []
+    filtered: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        # Masks first: a size mismatch is a DataError before any compute.
+        masks += [item.mask() for item in chunk]
+        r, f = maps_both(run, [item.gray() for item in chunk], batch_size=batch_size)
+        raw += r
+        filtered += f
+        for item in chunk:
+            item.release()
+    return EvaluationMaps(items, raw, filtered, masks)
+
+
+def score_maps(run: Run, dataset: Dataset, maps: EvaluationMaps) -> dict[str, Any]:
+    """The evaluation document of `evaluate_run` for maps already computed."""
+    labels = maps.labels
+    return {
+        "run": str(run.run_dir),
+        "data": str(dataset.root),
+        "phase": run.meta.get("phase"),
+        "baseline": run.config.baseline,
+        "images": len(maps.items),
+        "anomalous_images": int(labels.sum()),
+        "raw": _scores(maps.raw, maps.masks, labels),
+        "filtered": _scores(maps.filtered, maps.masks, labels),
+    }
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path,
@@ -47,34 +102,11 @@ def evaluate_run(
          "images": n, "anomalous_images": n_anomalous, "phase": ...}
     """
     from kist_train.data import load_dataset
-    from kist_train.predict import load_run, maps_both
+    from kist_train.predict import load_run
 
     run = load_run(run_dir, device=device, phase=phase)
     dataset = load_dataset(data_dir)
-    items = dataset.require_test()
-    raw: list[np.ndarray] = []
-    filtered: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        # Masks first: a size mismatch is a DataError before any compute.
-        masks += [item.mask() for item in chunk]
-        r, f = maps_both(run, [item.gray() for item in chunk], batch_size=batch_size)
-        raw += r
-        filtered += f
-        for item in chunk:
-            item.release()
-    labels = np.array([item.is_anomalous for item in items], dtype=bool)
-    return {
-        "run": str(run.run_dir),
-        "data": str(dataset.root),
-        "phase": run.meta.get("phase"),
-        "baseline": run.config.baseline,
-        "images": len(items),
-        "anomalous_images": int(labels.sum()),
-        "raw": _scores(raw, masks, labels),
-        "filtered": _scores(filtered, masks, labels),
-    }
+    return score_maps(run, dataset, evaluation_maps(run, dataset, batch_size=batch_size))
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -53,6 +53,11 @@ class Run:
     def sigma_e(self) -> float:
         return float(self.meta["sigma_e"])
 
+    @property
+    def overlay_vmax(self) -> float:
+        """The residual shown as full heat in every overlay of this run (mu_e + 6 sigma_e)."""
+        return float(self.meta.get("overlay_vmax") or (self.mu_e + 6 * self.sigma_e))
+
 
 def load_run(run_dir: str | Path, *, device: str = "auto", phase: str | None = None) -> Run:
     """Load the last complete phase (or `phase`) of a run directory in eval mode.
@@ -305,7 +310,7 @@ def write_predictions(
 
     out_dir = Path(out_dir)
     plan, manifest = plan_outputs(inputs, out_dir, overlays=overlays)
-    vmax = float(run.meta.get("overlay_vmax") or (run.mu_e + 6 * run.sigma_e))
+    vmax = run.overlay_vmax
     written: list[Path] = []
 
     def save(target: Path, write) -> None:

@@ -67,7 +67,7 @@ def one_line_errors() -> Iterator[None]:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from kistrules.commands import check, explain, fmt, lsp, tools, train  # noqa: F401
+    from kistrules.commands import check, explain, fmt, lsp, report, tools, train  # noqa: F401
 
 
 def main() -> None:

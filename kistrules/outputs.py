@@ -9,6 +9,8 @@ earlier output of the *same* command:
   (`png_software`, `png_written_by`);
 - a JSON document (evaluate, audit) holds the fields that mark that
   command's output (`json_with_fields`);
+- an HTML page (report) names the command in its `generator` meta tag
+  near the top (`html_generator`, `html_written_by`);
 - a folder of outputs (predict, demo) keeps a manifest that lists every file
   the command wrote with its SHA-256 (`Manifest`): a file is the command's
   own only while it is listed and unchanged, so an edited or swapped file is
@@ -126,6 +128,30 @@ def png_written_by(command: str) -> Callable[[Path], bool]:
                 return image.format == "PNG" and image.info.get("Software") == png_software(command)
         except Exception:  # not an image, or one PIL refuses: not ours either way
             return False
+
+    return ours
+
+
+def html_generator(command: str) -> str:
+    """The `<meta name="generator">` tag our HTML pages carry: what `html_written_by` finds."""
+    return f'<meta name="generator" content="kistrules {command}">'
+
+
+# The generator tag sits in the first lines of the head; a page is not read further.
+_HTML_HEAD_BYTES = 4096
+
+
+def html_written_by(command: str) -> Callable[[Path], bool]:
+    """Is a file an HTML page that `command` wrote? Reads only the start of the file."""
+    mark = html_generator(command).encode("utf-8")
+
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(_HTML_HEAD_BYTES)
+        except OSError:
+            return False
+        return head.startswith(b"<!DOCTYPE html>") and mark in head
 
     return ours
 

@@ -235,21 +235,9 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
 
 def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
     """The image with each region outlined in the colour of the rule that fired."""
-    from kistrules.overlay import RegionMark, draw_overlay, save_png
+    from kistrules.overlay import explain_picture, save_png
 
-    marks = [
-        RegionMark(r.id, m, r.winner, r.grade, r.threshold)
-        for r, m in zip(result.regions, result.masks, strict=True)
-    ]
-    picture = draw_overlay(
-        result.image,
-        marks,
-        rule_names=scorer.rule_names,
-        pseudo_label=result.pseudo_label,
-        alpha=scorer.threshold,
-        title=title,
-    )
-    return save_png(picture, path, command="explain")
+    return save_png(explain_picture(scorer, result, title=title), path, command="explain")
 
 
 def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:

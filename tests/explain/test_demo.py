@@ -89,6 +89,28 @@ def test_fast_demo_runs_end_to_end(fast_demo):
 
 
 @pytest.mark.slow
+def test_fast_demo_writes_its_run_report_beside_its_outputs(fast_demo):
+    """report.html: KIST with the baseline as its control, the table's figures, all listed."""
+    import json
+
+    from kist_train.demo import DEMO_MANIFEST
+    from kistrules.outputs import html_written_by
+
+    report = fast_demo.report
+    assert report == fast_demo.out / "report.html" and html_written_by("report")(report)
+    assert "report.html" in json.loads((fast_demo.out / DEMO_MANIFEST).read_text())["files"]
+    text = report.read_text(encoding="utf-8")
+    assert f"KIST run {fast_demo.out / 'kist'}" in text
+    assert f"control {fast_demo.out / 'baseline'}" in text
+    for arm in (fast_demo.baseline, fast_demo.kist):
+        for post in ("raw", "filtered"):
+            for value in arm[post].values():
+                assert f"{value:.2f}" in text
+    assert "Label audit per rule" in text and "dark_blob" in text
+    assert f"Test set: {12 + 12} images sorted by error" in text
+
+
+@pytest.mark.slow
 def test_demo_folder_is_all_the_demos_own(fast_demo, tmp_path: Path):
     """Every file a demo run leaves is in its manifest, unchanged; a changed or added one
     makes the folder the user's again, and the next demo run refuses it (issue 16)."""
