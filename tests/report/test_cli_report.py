@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kist_train.rundir import MARKER
 from kistrules.cli import _register_commands, app
 
 _register_commands()
@@ -55,7 +56,7 @@ def test_an_earlier_report_is_replaced(written, tiny_runs):
 
 
 def _run_files(run: Path) -> list[Path]:
-    return [run / "config.json", run / "log.jsonl", *sorted((run / "checkpoints").iterdir())]
+    return [run / MARKER, run / "log.jsonl", *sorted((run / "checkpoints").iterdir())]
 
 
 @pytest.mark.parametrize("which", ["run", "control", "data"])
