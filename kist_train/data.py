@@ -124,7 +124,7 @@ def _to_gray(raw: np.ndarray, path: Path) -> np.ndarray:
     gray = raw.astype(np.float32)
     if np.issubdtype(raw.dtype, np.floating) and gray.max() <= 1.0:
         gray = gray * 255.0
-    return np.clip(gray, 0.0, 255.0)
+    return np.clip(gray, 0.0, 255.0, out=gray)  # `gray` is always a fresh copy here
 
 
 def read_mask(path: str | Path) -> np.ndarray:

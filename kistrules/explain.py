@@ -405,6 +405,42 @@ def _clean(value: Any) -> Any:
 # --- region sources: mask, residual map, trained model -----------------------------
 
 
+class RegionMasks(Sequence[np.ndarray]):
+    """Each region's pixels, read from the region table's label images.
+
+    The regions of one image at one threshold are disjoint, so one label image
+    per (image, threshold) holds them all, and a region is the pixels of its
+    label image equal to its label: memory is linear in pixels, never one
+    (H, W) array per region (that grew with pixels x regions: 3.7 GB for a
+    512 x 512 mask of 12,000 specks). `masks[i]` builds region i's full-size
+    bool mask on demand (O(H W) each: use it for a few regions, not all);
+    `window(i)` is the cheap form, a view of its bounding box.
+    """
+
+    def __init__(self, table: Any) -> None:
+        labels = _cpu(table.labels)  # (B, T, H, W) int32, possibly a strided view
+        self._labels = labels.reshape(-1, *labels.shape[-2:])  # a view: no copy
+        count = labels.shape[1]
+        self._slice = _cpu(table.image).astype(np.int64) * count + _cpu(table.threshold)
+        self._label = _cpu(table.label).astype(np.int64)
+        self._bbox = _cpu(table.bbox).astype(np.int64).reshape(-1, 4)
+
+    def __len__(self) -> int:
+        return int(self._label.shape[0])
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # negative indices, IndexError
+        return self._labels[self._slice[index]] == self._label[index]
+
+    def window(self, index: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """(label-image view of the bounding box, the region's label, (row0, col0))."""
+        r0, c0, r1, c1 = (int(v) for v in self._bbox[index])
+        view = self._labels[self._slice[index], r0:r1, c0:c1]
+        return view, int(self._label[index]), (r0, c0)
+
+
 @dataclass
 class ExplainResult:
     """Regions of one image, measured and scored, with what the overlay needs."""
@@ -412,7 +448,7 @@ class ExplainResult:
     source: str  # "mask", "residual" or "model"
     image: np.ndarray  # (H, W) gray 0-255 on the measured grid
     regions: list[RegionExplanation]
-    masks: list[np.ndarray]  # (H, W) bool per region, same order
+    masks: RegionMasks  # each region's pixels, same order (label images, not (H, W) each)
     pseudo_label: np.ndarray  # (H, W) bool: the union of regions that reach alpha (eq. 12)
     thresholds: list[float] = field(default_factory=list)  # eq. 9 thresholds (empty for a mask)
     mu: float | None = None
@@ -420,12 +456,10 @@ class ExplainResult:
     s: float | None = None
 
 
-def _region_masks(table: Any) -> list[np.ndarray]:
-    labels = _cpu(table.labels)
-    image = _cpu(table.image).astype(int)
-    threshold = _cpu(table.threshold).astype(int)
-    label = _cpu(table.label).astype(int)
-    return [labels[image[n], threshold[n]] == label[n] for n in range(label.shape[0])]
+def _float_image(image: Any) -> np.ndarray:
+    """The gray image as floats; float32 stays float32 (a float64 copy is 8 bytes a pixel)."""
+    array = np.asarray(image)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
 
 
 def _result(
@@ -455,9 +489,9 @@ def _result(
     )
     return ExplainResult(
         source=source,
-        image=np.asarray(image, dtype=np.float64),
+        image=_float_image(image),
         regions=regions,
-        masks=_region_masks(table),
+        masks=RegionMasks(table),
         pseudo_label=_cpu(pseudo).astype(bool).reshape(image.shape),
         thresholds=thresholds,
         **stats,

@@ -35,7 +35,12 @@ def _existing(path: Path, what: str) -> Path:
 
 
 def _read_float_map(path: Path) -> Any:
-    """A residual map as (H, W) float64, values as stored (no 0-255 rescaling)."""
+    """A residual map as (H, W) floats, values as stored (no 0-255 rescaling).
+
+    float32 maps (what `predict` writes) stay float32: the regions are measured
+    in float32 anyway, and a float64 copy would cost 8 bytes a pixel. Other
+    types become float64.
+    """
     import warnings
 
     import numpy as np
@@ -47,7 +52,9 @@ def _read_float_map(path: Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            array = np.asarray(skimage.io.imread(str(path)), dtype=np.float64)
+            array = np.asarray(skimage.io.imread(str(path)))
+            if array.dtype != np.float32:
+                array = array.astype(np.float64)
     except Exception as err:  # decoders raise many types; all mean "unreadable"
         raise DataError(f"{path}: cannot read residual map ({type(err).__name__}: {err})") from err
     array = np.squeeze(array)
@@ -258,10 +265,15 @@ def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
     """The image with each region outlined in the colour of the rule that fired."""
     from kistrules.overlay import RegionMark, draw_overlay, save_png
 
-    marks = [
-        RegionMark(r.id, m, r.winner, r.grade, r.threshold)
-        for r, m in zip(result.regions, result.masks, strict=True)
-    ]
+    marks = []
+    for index, region in enumerate(result.regions):
+        # A view of the region's box in its label image: no per-region pixel copy.
+        window, label, origin = result.masks.window(index)
+        marks.append(
+            RegionMark(
+                region.id, window, region.winner, region.grade, region.threshold, origin, label
+            )
+        )
     picture = draw_overlay(
         result.image,
         marks,
