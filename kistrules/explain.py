@@ -90,10 +90,6 @@ class RegionExplanation:
 # --- counterfactual maths (pure) --------------------------------------------------
 
 
-def _rule_term_infos(scorer: Any, rule_index: int) -> list[Any]:
-    return [t for t in scorer.terms if t.rule == rule_index]
-
-
 def satisfying_set(
     condition: Any,
     infos: Sequence[Any],
@@ -216,7 +212,7 @@ def counterfactuals(
     level = alpha / tv
     if level > 1.0:
         return [], f"TV {tv:g} is below the threshold {alpha:g}: {name} can never fire"
-    infos = _rule_term_infos(scorer, rule_index)
+    infos = scorer.rule_terms(rule_index)
     props = list(dict.fromkeys(info.property for info in infos))
     found: list[Counterfactual] = []
     for prop in props:
@@ -372,17 +368,23 @@ def explain_trace(
 
 
 def _verifier(scorer: Any, raw: Mapping[str, float]) -> Callable[[int, str, float], bool]:
-    """Re-score the region with one property replaced: does that rule reach alpha?"""
+    """Re-score the region with one property replaced: does that rule reach alpha?
+
+    Only the rule asked about is re-scored (`Scorer.rule_scorer`, bit-identical to
+    its column of the whole scorer): re-scoring every rule once per rule made
+    explain quadratic in the number of rules.
+    """
     import torch
 
     def fires(rule: int, prop: str, value: float) -> bool:
+        one = scorer.rule_scorer(rule)
         table = {
             p: torch.tensor([value if p == prop else raw[p]], dtype=torch.float64)
-            for p in scorer.properties
+            for p in one.properties
         }
         with torch.no_grad():
-            out = scorer(table)
-        return bool(out.rules[0, rule] >= scorer.threshold)
+            out = one(table)
+        return bool(out.rules[0, 0] >= scorer.threshold)
 
     return fires
 

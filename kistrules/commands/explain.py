@@ -238,10 +238,13 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
     for column in ("rule", "term", "truth", "rule output", "limiting"):
         detail.add_column(column)
     notes = []
+    terms_of: dict[str, list] = {}
+    for term in region.terms:  # grouped once: a scan per rule was quadratic in rules
+        terms_of.setdefault(term.rule, []).append(term)
     for rule in region.rules:
         if why_not is not None and rule.name != why_not:
             continue
-        terms = [t for t in region.terms if t.rule == rule.name]
+        terms = terms_of.get(rule.name, [])
         for i, term in enumerate(terms):
             output = grade_text(rule.output, alpha) + (
                 " >= alpha" if rule.reaches_threshold else ""
