@@ -9,6 +9,7 @@ torch and kist_train are imported inside the commands.
 from __future__ import annotations
 
 import json
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -333,7 +334,9 @@ def explain_command(
             document = explain_document(
                 scorer, result, image=image, rulebook=rulebook, why_not=focus
             )
-            print(json.dumps(document, indent=2))
+            # Streamed: the text of a large image's regions is never one string.
+            json.dump(document, sys.stdout, indent=2)
+            print()
         else:
             title = f"{image.name}: regions from {result.source}"
             render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)
