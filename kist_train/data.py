@@ -28,9 +28,11 @@ from kistrules.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
-# Largest image (or residual map) decoded: 8192 x 8192. Decoding takes ~12 bytes a pixel
-# (raw, float32 gray, resize), so this caps one image near 800 MB; a file whose header
-# claims more is refused before any pixel is decoded (a 20,000 x 20,000 PNG is 50 kB).
+# Largest image (or residual map) decoded: 8192 x 8192. Decoding alone takes ~9 bytes a
+# pixel (raw, float32 gray); at this size `predict` peaks at 1.2 GiB, `explain --mask` at
+# 1.7 GiB and `explain --residual` at 3.9 GiB (measured: docs/performance.md, "Memory").
+# A file whose header claims more is refused before any pixel is decoded (a 20,000 x
+# 20,000 PNG is 50 kB).
 MAX_PIXELS = 8192 * 8192
 
 
