@@ -69,6 +69,7 @@ def test_explain_mask_memory_is_linear_in_pixels_and_regions(tmp_path: Path):
     ~100x (64 x 64: ~190 regions; 256 x 256: ~3,200 regions, 210 MB of masks).
     """
     scorer = loads(RULES, "t.rules").compile()
+    explain_mask(scorer, *_speckle(8))  # warm-up: lazy imports are not the workload's
     peaks, regions = {}, {}
     for side in (64, 256):
         image, mask = _speckle(side)
@@ -325,13 +326,14 @@ def _explain_work(count: int, monkeypatch) -> tuple[int, int, int]:
 
         return local
 
+    previous = sys.gettrace()  # a coverage or debugger tracer is put back afterwards
     sys.settrace(tracer)
     try:
         result = explain_mask(scorer, image, mask)
         render_text(Console(quiet=True), scorer, result, verbose=True, why_not=None, title="t")
         explain_document(scorer, result, image=Path("i.png"), rulebook=Path("r"), why_not=None)
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
         monkeypatch.undo()
     missed = sum(not r.reaches_threshold for e in result.regions for r in e.rules)
     assert len(result.regions) == 3
