@@ -45,9 +45,10 @@ import numpy as np
 
 from kistrules.errors import DataError
 
-# Largest image (or residual map) decoded: 8192 x 8192. Decoding takes ~12 bytes a pixel
-# (raw, float32 gray, resize), so this caps one image near 800 MB; a file whose header
-# claims more is refused before any pixel is decoded (a 20,000 x 20,000 PNG is 50 kB).
+# Largest image (or residual map) decoded: 8192 x 8192. At this size `predict` peaks at
+# 1.2 GiB, `explain --mask` at 1.7 GiB and `explain --residual` at 3.9 GiB (measured:
+# docs/performance.md, "Memory"). A file whose header claims more is refused before any
+# pixel is decoded (a 20,000 x 20,000 PNG is 50 kB).
 MAX_PIXELS = 8192 * 8192
 LUMA_709 = np.array([0.2125, 0.7154, 0.0721])
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -278,9 +279,14 @@ def _refuse_outside(
 
 
 def read_float_map(path: str | Path) -> np.ndarray:
-    """A residual map as (H, W) float64, values as stored (no 0-255 rescaling)."""
+    """A residual map as (H, W) floats, values as stored (no 0-255 rescaling).
+
+    float32 maps (what `predict` writes) stay float32: the regions are measured
+    in float32 anyway, and a float64 copy would cost 8 bytes a pixel. Other
+    types become float64.
+    """
     path = Path(path)
     pixels = decode_pixels(path, "residual map")
     if pixels.ndim != 2:
         raise DataError(f"{path}: a residual map must be one channel, got shape {pixels.shape}")
-    return pixels.astype(np.float64)
+    return pixels if pixels.dtype == np.float32 else pixels.astype(np.float64)

@@ -135,19 +135,32 @@ def maps_both(
 
     One forward pass serves both, so `evaluate` compares exactly the same residuals.
     """
+    raw, filtered = _maps(run, images, batch_size=batch_size, raw=True, filtered=True)
+    return raw, filtered
+
+
+def _maps(
+    run: Run, images: Sequence[np.ndarray], *, batch_size: int, raw: bool, filtered: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The raw and / or guided-filtered maps at original resolution (empty list if not asked).
+
+    Each kind costs 4 bytes per original pixel, so `anomaly_maps` makes only the
+    one it returns.
+    """
     from kist_train.guided_filter import guided_filter, radius_for_size
 
     radius = radius_for_size(run.size)
-    raw: list[np.ndarray] = []
-    filtered: list[np.ndarray] = []
+    raw_maps: list[np.ndarray] = []
+    filtered_maps: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         x = _working(run, chunk)
         e = _residuals(run, x, batch_size=batch_size)[:, None]
-        q = guided_filter(x, e, radius, eps=GUIDED_EPS)
-        raw += _to_original(e, chunk)
-        filtered += _to_original(q, chunk)
-    return raw, filtered
+        if raw:
+            raw_maps += _to_original(e, chunk)
+        if filtered:
+            filtered_maps += _to_original(guided_filter(x, e, radius, eps=GUIDED_EPS), chunk)
+    return raw_maps, filtered_maps
 
 
 def _to_original(maps: torch.Tensor, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -155,15 +168,17 @@ def _to_original(maps: torch.Tensor, images: Sequence[np.ndarray]) -> list[np.nd
     for index, image in enumerate(images):
         shape = tuple(int(v) for v in np.shape(image)[:2])
         resized = F.interpolate(maps[index : index + 1], size=shape, mode="bilinear")
-        out.append(resized[0, 0].float().cpu().numpy().astype(np.float32))
+        # asarray, not astype: no second full-size copy of a float32 map.
+        out.append(np.asarray(resized[0, 0].float().cpu().numpy(), dtype=np.float32))
     return out
 
 
+@torch.no_grad()
 def anomaly_maps(
     run: Run, images: Sequence[np.ndarray], *, filter: bool = True, batch_size: int = 32
 ) -> list[np.ndarray]:
     """Anomaly maps (float32) at each image's original resolution; guided filter by default."""
-    raw, filtered = maps_both(run, images, batch_size=batch_size)
+    raw, filtered = _maps(run, images, batch_size=batch_size, raw=not filter, filtered=filter)
     return filtered if filter else raw
 
 
@@ -266,12 +281,28 @@ def plan_outputs(
     return plan, manifest
 
 
+HEAT_ROWS_PIXELS = 1 << 16  # pixels per block of rows in `heat_overlay` (a few MB)
+
+
 def heat_overlay(image: np.ndarray, amap: np.ndarray, vmax: float) -> np.ndarray:
     """(H, W, 3) uint8: the gray image with a black-red-yellow-white heat map blended in.
 
     t = clip(map / vmax, 0, 1) with the run's fixed vmax; opacity grows with t so
-    that low residuals leave the image visible.
+    that low residuals leave the image visible. Computed in blocks of rows: the
+    blend's dozen full-size temporaries (about 60 bytes a pixel for float32
+    input, twice that for float64) stay a few MB whatever the image size, and
+    each pixel's arithmetic is unchanged.
     """
+    image, amap = np.asarray(image), np.asarray(amap)
+    out = np.empty((*amap.shape, 3), np.uint8)
+    step = max(1, HEAT_ROWS_PIXELS // max(1, amap.shape[-1]))
+    for start in range(0, amap.shape[0], step):
+        rows = slice(start, start + step)
+        out[rows] = _heat_rows(image[rows], amap[rows], vmax)
+    return out
+
+
+def _heat_rows(image: np.ndarray, amap: np.ndarray, vmax: float) -> np.ndarray:
     t = np.clip(amap / max(vmax, 1e-12), 0.0, 1.0)[..., None]
     heat = np.concatenate(
         [np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1
@@ -333,7 +364,8 @@ def write_predictions(
             images = [read_gray(path) for path, _, _ in chunk]
             maps = anomaly_maps(run, images, filter=filter, batch_size=batch_size)
             for (_, tiff, png), image, amap in zip(chunk, images, maps, strict=True):
-                save(tiff, lambda tmp, amap=amap: tifffile.imwrite(tmp, amap.astype(np.float32)))
+                as_float32 = np.asarray(amap, dtype=np.float32)  # no copy of a float32 map
+                save(tiff, lambda tmp, a=as_float32: tifffile.imwrite(tmp, a))
                 if png is not None:
                     picture = heat_overlay(image, amap, vmax)
                     save(png, lambda tmp, p=picture: iio.imwrite(tmp, p, extension=".png"))

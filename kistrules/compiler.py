@@ -49,7 +49,7 @@ from kistrules import membership
 from kistrules.ast import And, Not, Rulebook, Term
 from kistrules.errors import DataError, KistrulesError
 from kistrules.formatter import format_term
-from kistrules.resolve import MembershipFunction, ResolvedRulebook, resolve
+from kistrules.resolve import MembershipFunction, ResolvedRulebook, only_rule, resolve
 
 # Elements per temporary and per torch thread in one CPU pass. With the MTD
 # rulebook's 9 edges, one thread takes chunks of ~58k regions (buffers of ~2 MB),
@@ -242,6 +242,11 @@ class Scorer(torch.nn.Module):
         programs = [builder.build(rule.condition, i) for i, rule in enumerate(resolved.rules)]
         self.terms: tuple[TermInfo, ...] = tuple(builder.terms)
         self._programs = tuple(programs)
+        by_rule: list[list[TermInfo]] = [[] for _ in programs]
+        for info in self.terms:
+            by_rule[info.rule].append(info)
+        self._rule_terms = tuple(tuple(infos) for infos in by_rule)
+        self._rule_scorers: dict[int, Scorer] = {}  # one-rule scorers, built on first use
 
         # Columns: one per distinct term, piecewise-linear sets first, gaussians last.
         first_info: dict[tuple, TermInfo] = {}
@@ -340,6 +345,24 @@ class Scorer(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return self.gamma.device
+
+    def rule_terms(self, rule: int) -> tuple[TermInfo, ...]:
+        """The terms of rule `rule` (rulebook order), left to right: its slice of `terms`."""
+        return self._rule_terms[rule]
+
+    def rule_scorer(self, rule: int) -> Scorer:
+        """A scorer of rule `rule` alone, compiled on first use and kept.
+
+        Its `rules[:, 0]` equals this scorer's `rules[:, rule]` bit for bit: every
+        op of the scorer is elementwise, so the other rules and the number of
+        terms change no value. Re-scoring one rule this way costs that rule's
+        terms, not the whole rulebook's (`explain` verifies counterfactuals so).
+        """
+        scorer = self._rule_scorers.get(rule)
+        if scorer is None or scorer.device != self.device:
+            scorer = Scorer(only_rule(self.resolved, rule), device=self.device, dtype=self.dtype)
+            self._rule_scorers[rule] = scorer
+        return scorer
 
     # --- inputs ---------------------------------------------------------------------
 

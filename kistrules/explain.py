@@ -90,10 +90,6 @@ class RegionExplanation:
 # --- counterfactual maths (pure) --------------------------------------------------
 
 
-def _rule_term_infos(scorer: Any, rule_index: int) -> list[Any]:
-    return [t for t in scorer.terms if t.rule == rule_index]
-
-
 def satisfying_set(
     condition: Any,
     infos: Sequence[Any],
@@ -216,7 +212,7 @@ def counterfactuals(
     level = alpha / tv
     if level > 1.0:
         return [], f"TV {tv:g} is below the threshold {alpha:g}: {name} can never fire"
-    infos = _rule_term_infos(scorer, rule_index)
+    infos = scorer.rule_terms(rule_index)
     props = list(dict.fromkeys(info.property for info in infos))
     found: list[Counterfactual] = []
     for prop in props:
@@ -372,17 +368,23 @@ def explain_trace(
 
 
 def _verifier(scorer: Any, raw: Mapping[str, float]) -> Callable[[int, str, float], bool]:
-    """Re-score the region with one property replaced: does that rule reach alpha?"""
+    """Re-score the region with one property replaced: does that rule reach alpha?
+
+    Only the rule asked about is re-scored (`Scorer.rule_scorer`, bit-identical to
+    its column of the whole scorer): re-scoring every rule once per rule made
+    explain quadratic in the number of rules.
+    """
     import torch
 
     def fires(rule: int, prop: str, value: float) -> bool:
+        one = scorer.rule_scorer(rule)
         table = {
             p: torch.tensor([value if p == prop else raw[p]], dtype=torch.float64)
-            for p in scorer.properties
+            for p in one.properties
         }
         with torch.no_grad():
-            out = scorer(table)
-        return bool(out.rules[0, rule] >= scorer.threshold)
+            out = one(table)
+        return bool(out.rules[0, 0] >= scorer.threshold)
 
     return fires
 
@@ -405,6 +407,42 @@ def _clean(value: Any) -> Any:
 # --- region sources: mask, residual map, trained model -----------------------------
 
 
+class RegionMasks(Sequence[np.ndarray]):
+    """Each region's pixels, read from the region table's label images.
+
+    The regions of one image at one threshold are disjoint, so one label image
+    per (image, threshold) holds them all, and a region is the pixels of its
+    label image equal to its label: memory is linear in pixels, never one
+    (H, W) array per region (that grew with pixels x regions: 3.7 GB for a
+    512 x 512 mask of 12,000 specks). `masks[i]` builds region i's full-size
+    bool mask on demand (O(H W) each: use it for a few regions, not all);
+    `window(i)` is the cheap form, a view of its bounding box.
+    """
+
+    def __init__(self, table: Any) -> None:
+        labels = _cpu(table.labels)  # (B, T, H, W) int32, possibly a strided view
+        self._labels = labels.reshape(-1, *labels.shape[-2:])  # a view: no copy
+        count = labels.shape[1]
+        self._slice = _cpu(table.image).astype(np.int64) * count + _cpu(table.threshold)
+        self._label = _cpu(table.label).astype(np.int64)
+        self._bbox = _cpu(table.bbox).astype(np.int64).reshape(-1, 4)
+
+    def __len__(self) -> int:
+        return int(self._label.shape[0])
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # negative indices, IndexError
+        return self._labels[self._slice[index]] == self._label[index]
+
+    def window(self, index: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """(label-image view of the bounding box, the region's label, (row0, col0))."""
+        r0, c0, r1, c1 = (int(v) for v in self._bbox[index])
+        view = self._labels[self._slice[index], r0:r1, c0:c1]
+        return view, int(self._label[index]), (r0, c0)
+
+
 @dataclass
 class ExplainResult:
     """Regions of one image, measured and scored, with what the overlay needs."""
@@ -412,7 +450,7 @@ class ExplainResult:
     source: str  # "mask", "residual" or "model"
     image: np.ndarray  # (H, W) gray 0-255 on the measured grid
     regions: list[RegionExplanation]
-    masks: list[np.ndarray]  # (H, W) bool per region, same order
+    masks: RegionMasks  # each region's pixels, same order (label images, not (H, W) each)
     pseudo_label: np.ndarray  # (H, W) bool: the union of regions that reach alpha (eq. 12)
     thresholds: list[float] = field(default_factory=list)  # eq. 9 thresholds (empty for a mask)
     mu: float | None = None
@@ -420,12 +458,10 @@ class ExplainResult:
     s: float | None = None
 
 
-def _region_masks(table: Any) -> list[np.ndarray]:
-    labels = _cpu(table.labels)
-    image = _cpu(table.image).astype(int)
-    threshold = _cpu(table.threshold).astype(int)
-    label = _cpu(table.label).astype(int)
-    return [labels[image[n], threshold[n]] == label[n] for n in range(label.shape[0])]
+def _float_image(image: Any) -> np.ndarray:
+    """The gray image as floats; float32 stays float32 (a float64 copy is 8 bytes a pixel)."""
+    array = np.asarray(image)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
 
 
 def _result(
@@ -455,9 +491,9 @@ def _result(
     )
     return ExplainResult(
         source=source,
-        image=np.asarray(image, dtype=np.float64),
+        image=_float_image(image),
         regions=regions,
-        masks=_region_masks(table),
+        masks=RegionMasks(table),
         pseudo_label=_cpu(pseudo).astype(bool).reshape(image.shape),
         thresholds=thresholds,
         **stats,

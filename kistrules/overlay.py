@@ -43,13 +43,27 @@ TEXT = (20, 20, 20)
 
 @dataclass(frozen=True)
 class RegionMark:
-    """One region to draw: its pixels, id and the rule that fired (None: no rule reached alpha)."""
+    """One region to draw: its pixels, id and the rule that fired (None: no rule reached alpha).
+
+    `mask` is the region's bool pixels, full size or any window of the image
+    placed at `origin`; or, with `label` set, a window of a label image in
+    which the region is the pixels equal to `label` (a view: drawing many
+    regions then holds no per-region copy, `explain` passes its label images).
+    """
 
     id: int
-    mask: np.ndarray  # (H, W) bool, on the image's grid
+    mask: np.ndarray  # (h, w) bool window of the image grid, or labels when `label` is set
     rule: str | None
     grade: float
     threshold: float | None = None  # the eq. 9 residual threshold that produced it, if any
+    origin: tuple[int, int] = (0, 0)  # (row, col) of mask[0, 0] on the image grid
+    label: int | None = None
+
+    def pixels(self) -> np.ndarray:
+        """The region's bool pixels over the window `mask` covers."""
+        if self.label is not None:
+            return np.asarray(self.mask) == self.label
+        return np.asarray(self.mask, bool)
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -63,37 +77,20 @@ def rule_colours(rule_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) gray levels 0-255 -> (H, W, 3) uint8."""
-    array = np.asarray(image, dtype=np.float64)
+    """(H, W) or (H, W, 3) gray levels 0-255 -> (H, W, 3) uint8.
+
+    A gray image is rounded once and then repeated as uint8: 3 bytes a pixel,
+    not three float64 channels (24 bytes a pixel, several times over).
+    """
+    array = np.asarray(image)
     if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return np.clip(np.rint(array[..., :3]), 0, 255).astype(np.uint8)
+        gray = np.clip(np.rint(array, dtype=np.float64), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.clip(np.rint(array[..., :3], dtype=np.float64), 0, 255).astype(np.uint8)
 
 
 def _enlarge(array: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
-
-
-def outline(mask: np.ndarray, factor: int, width: int) -> tuple[tuple[slice, slice], np.ndarray]:
-    """The inner outline, `width` px thick, of a region enlarged by `factor`: (where on the
-    enlarged canvas, the outline pixels there).
-
-    Computed on the region's bounding box plus one pixel, which gives the pixels of
-    the whole canvas (an outline pixel depends only on its 3 x 3 neighbours, and the
-    margin is background) at a fraction of the cost: an image often has hundreds of
-    small regions.
-    """
-    mask = np.asarray(mask, bool)
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), bool)
-    r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 2, mask.shape[0])
-    c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 2, mask.shape[1])
-    big = _enlarge(mask[r0:r1, c0:c1], factor)
-    edge = find_boundaries(big, mode="inner")
-    for _ in range(width - 1):
-        edge |= find_boundaries(big & ~edge, mode="inner")
-    return (slice(r0 * factor, r1 * factor), slice(c0 * factor, c1 * factor)), edge
 
 
 def draw_overlay(
@@ -117,14 +114,20 @@ def draw_overlay(
         title: a line above the key (e.g. the image's file name).
         min_side: the image is enlarged by an integer factor to at least this size.
     """
-    rgb = _to_rgb(image).astype(np.float64)
-    height, width = rgb.shape[:2]
+    canvas = _to_rgb(image)
+    height, width = canvas.shape[:2]
     if pseudo_label is not None:
         tint = np.asarray(pseudo_label, bool)
-        rgb[tint] = 0.55 * rgb[tint] + 0.45 * np.array(TINT_COLOUR)
+        tinted = 0.55 * canvas[tint] + 0.45 * np.array(TINT_COLOUR)
+        canvas[tint] = np.clip(tinted, 0, 255).astype(np.uint8)
     factor = max(1, int(np.ceil(min_side / max(height, width))))
-    canvas = _enlarge(np.clip(rgb, 0, 255).astype(np.uint8), factor)
+    if factor > 1:
+        canvas = _enlarge(canvas, factor)
     colours = rule_colours(rule_names)
+    # Each region is drawn inside its own window (its mask's extent plus a
+    # one-pixel margin), so drawing costs the regions' boxes, not regions x image;
+    # one pass first reads each region's size and top-left pixel.
+    places = [_place(region) for region in regions]
     # Outlines: the inner boundary of each enlarged region, drawn widest first so
     # that a nested region's outline stays visible inside its parent's.
     # Regions that grade 0 (noise specks, often hundreds at the lowest threshold)
@@ -132,26 +135,20 @@ def draw_overlay(
     # `--format json` still list them.
     crowded = len(regions) > MAX_TAGS
     thickness = max(2, factor // 3)
-    order = sorted(regions, key=lambda r: (r.grade > 0, -int(np.count_nonzero(r.mask))))
-    for region in order:
+    order = sorted(range(len(regions)), key=lambda i: (regions[i].grade > 0, -places[i][0]))
+    for index in order:
+        region = regions[index]
         faint = crowded and region.grade <= 0.0
-        where, edge = outline(region.mask, factor, 1 if faint else thickness)
-        patch = canvas[where]  # a view: writing it draws on the canvas
-        colour = colours.get(region.rule, NONE_COLOUR) if region.rule else NONE_COLOUR
-        if faint:
-            patch[edge] = (0.6 * patch[edge] + 0.4 * np.array(NONE_COLOUR)).astype(np.uint8)
-        else:
-            patch[edge] = colour
+        _outline(canvas, region, factor, (height, width), 1 if faint else thickness, colours, faint)
     picture = Image.fromarray(canvas, mode="RGB")
     draw = ImageDraw.Draw(picture)
     tag_font = font(max(11, min(16, factor * 3)))
     # One tag per place: the nested regions of successive eq. 9 thresholds often
     # share a corner, and one tag "1,4,7" reads better than a column of tags.
     groups: dict[tuple[int, int], list[RegionMark]] = {}
-    for region in regions:
-        rows, cols = np.nonzero(region.mask)
-        if rows.size and not (crowded and region.grade <= 0.0):
-            groups.setdefault((int(rows.min()), int(cols.min())), []).append(region)
+    for region, (count, corner) in zip(regions, places, strict=True):
+        if count and not (crowded and region.grade <= 0.0):
+            groups.setdefault(corner, []).append(region)
     placed: list[tuple[int, int, int, int]] = []
     for (row, col), members in groups.items():
         ids = [str(r.id) for r in members]
@@ -168,10 +165,15 @@ def draw_overlay(
 def explain_picture(scorer, result, *, title: str, min_side: int = 448) -> Image.Image:
     """The overlay of an explanation (`kistrules.explain.ExplainResult`): every region
     outlined in the colour of the rule that fired, the pseudo-label tinted."""
-    marks = [
-        RegionMark(r.id, m, r.winner, r.grade, r.threshold)
-        for r, m in zip(result.regions, result.masks, strict=True)
-    ]
+    marks = []
+    for index, region in enumerate(result.regions):
+        # A view of the region's box in its label image: no per-region pixel copy.
+        window, label, origin = result.masks.window(index)
+        marks.append(
+            RegionMark(
+                region.id, window, region.winner, region.grade, region.threshold, origin, label
+            )
+        )
     return draw_overlay(
         result.image,
         marks,
@@ -181,6 +183,39 @@ def explain_picture(scorer, result, *, title: str, min_side: int = 448) -> Image
         title=title,
         min_side=min_side,
     )
+
+
+def _place(region: RegionMark) -> tuple[int, tuple[int, int]]:
+    """(pixel count, (top row, leftmost column)) of a region on the image grid."""
+    rows, cols = np.nonzero(region.pixels())
+    if not rows.size:
+        return 0, (0, 0)
+    return int(rows.size), (int(rows.min()) + region.origin[0], int(cols.min()) + region.origin[1])
+
+
+def _outline(canvas, region, factor, shape, thickness, colours, faint) -> None:
+    """Draw one region's inner boundary, `thickness` pixels wide, into `canvas` in place.
+
+    Only the window around the region's mask is enlarged and searched: with a
+    one-pixel margin every pixel of the region sees the same neighbours as in
+    the whole image (the window is cut only at the image's own border), so the
+    outline is the one `find_boundaries` gives on the full-size mask.
+    """
+    pixels = region.pixels()
+    (r0, c0), (h, w) = region.origin, pixels.shape
+    top, left = max(r0 - 1, 0), max(c0 - 1, 0)
+    bottom, right = min(r0 + h + 1, shape[0]), min(c0 + w + 1, shape[1])
+    window = np.zeros((bottom - top, right - left), bool)
+    window[r0 - top : r0 - top + h, c0 - left : c0 - left + w] = pixels[: bottom - r0, : right - c0]
+    big = _enlarge(window, factor)
+    edge = find_boundaries(big, mode="inner")
+    for _ in range(thickness - 1):
+        edge |= find_boundaries(big & ~edge, mode="inner")
+    view = canvas[top * factor : bottom * factor, left * factor : right * factor]
+    if faint:
+        view[edge] = (0.6 * view[edge] + 0.4 * np.array(NONE_COLOUR)).astype(np.uint8)
+    else:
+        view[edge] = colours.get(region.rule, NONE_COLOUR) if region.rule else NONE_COLOUR
 
 
 def _tag_box(draw, text, tag_font, row, col, factor, size, placed):

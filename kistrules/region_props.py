@@ -193,7 +193,8 @@ def ring_means(
     start = np.minimum(np.maximum(a, prev_end), b)
     reg, rows = group >> bh, group & ((1 << bh) - 1)
     prefix = np.zeros((gray.shape[0], h, w1))
-    np.cumsum(gray, axis=2, out=prefix[:, :, 1:])
+    # Summed in float64 straight from the image's dtype: no float64 copy of the image.
+    np.cumsum(gray, axis=2, dtype=np.float64, out=prefix[:, :, 1:])
     line = (slice_image[stats["slice"]][reg] * h + rows) * w1  # flat start of the prefix row
     prefix = prefix.reshape(-1)
     summed = prefix.take(line + b) - prefix.take(line + start)

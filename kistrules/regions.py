@@ -136,6 +136,7 @@ def measure_regions(
     mask = np.zeros((b, t, h + 2, w + 2), dtype=bool)
     np.greater(res[:, None, :, :], thr[None, :, None, None], out=mask[:, :, 1:-1, 1:-1])
     padded, fg = _label_stack(mask.reshape(b * t, h + 2, w + 2))
+    del mask  # 1 byte x T per pixel, not needed to measure
     slice_image = np.repeat(np.arange(b), t)
     table = _measure_stack(padded, gray, slice_image, names, sizes, fg=fg)
     table["threshold"] = table["slice"] % max(t, 1)
@@ -168,19 +169,18 @@ def measure(
         )
     if lab.dtype.kind not in "iub" and not np.array_equal(lab, np.round(lab)):
         raise DataError("a label map must hold integers (0 = background)")
-    lab = lab.astype(np.int64)
-    if (lab < 0).any():
+    if lab.dtype.kind not in "iu" or lab.dtype == np.uint64:  # bool, float, huge unsigned
+        lab = lab.astype(np.int64)
+    if lab.size and lab.min() < 0:
         raise DataError("a label map must not hold negative values (0 = background)")
     h, w = gray.shape
-    values, inverse = np.unique(lab, return_inverse=True)
-    shift = 0 if values.size and values[0] == 0 else 1  # rank of each value among positives
-    renumbered = (inverse.reshape(h, w) + shift).astype(np.int32)
     names = _property_names(properties)
     sizes = _original_sizes(None if original_size is None else [original_size], 1, (h, w))
-    padded = np.pad(renumbered, 1)[None]
+    padded = np.zeros((1, h + 2, w + 2), np.int32)
+    padded[0, 1:-1, 1:-1] = _rank_among_positives(lab)
     table = _measure_stack(padded, gray[None], np.zeros(1, np.int64), names, sizes, fg=None)
     table["threshold"] = np.zeros_like(table["slice"])
-    return _build(table, renumbered.reshape(1, 1, h, w), names, device)
+    return _build(table, padded[:, 1:-1, 1:-1].reshape(1, 1, h, w), names, device)
 
 
 def pseudo_label_mask(table: RegionTable, fired: torch.Tensor) -> torch.Tensor:
@@ -192,8 +192,17 @@ def pseudo_label_mask(table: RegionTable, fired: torch.Tensor) -> torch.Tensor:
     if fired.shape[0] != len(table):
         raise DataError(f"fired has {fired.shape[0]} entries for a table of {len(table)} regions")
     lookup = torch.cat([fired.new_zeros(1), fired])
-    # int32 indices directly: an int64 copy of (B, T, H, W) labels would be 8 bytes a pixel.
-    return lookup[table.labels].any(dim=1)
+    labels = table.labels
+    if labels.shape[1] == 0:
+        return torch.zeros(
+            (labels.shape[0], *labels.shape[2:]), dtype=torch.bool, device=labels.device
+        )
+    # One threshold at a time: torch indexes with an int64 copy of the indices, which
+    # for all T thresholds at once was 8 bytes x T per pixel (~1 GB at 4096 x 4096).
+    mask = lookup[labels[:, 0]]
+    for t in range(1, labels.shape[1]):
+        mask |= lookup[labels[:, t]]
+    return mask
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -240,6 +249,25 @@ def _original_sizes(
     if arr.shape != (b, 2) or not (arr > 0).all():
         raise DataError(f"original_sizes must be {b} positive (H0, W0) pairs, got {sizes!r}")
     return arr
+
+
+def _rank_among_positives(lab: np.ndarray) -> np.ndarray:
+    """Each value's rank among the positive values present (1, 2, ...); 0 stays 0; int32.
+
+    A lookup table over the values when they are at most a few times the pixel
+    count (connected-component labels always are): no sort of the whole map,
+    whose argsort and copies took ~40 bytes a pixel. Larger values: `np.unique`.
+    """
+    top = int(lab.max()) if lab.size else 0
+    if top > 4 * lab.size + 1024:
+        values, inverse = np.unique(lab, return_inverse=True)
+        shift = 0 if values[0] == 0 else 1
+        return (inverse.reshape(lab.shape) + shift).astype(np.int32)
+    present = np.zeros(top + 1, bool)
+    present[lab.ravel()] = True
+    present[0] = False
+    rank = np.cumsum(present, dtype=np.int32)  # rank[0] = 0: background stays 0
+    return rank[lab]
 
 
 def _label_stack(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,9 +317,7 @@ def _measure_stack(
     if "unevenness" in names:
         props["unevenness"] = stats["std"]
     if "darkness" in names or "brightness" in names:
-        ring_mean, ring_count = region_props.ring_means(
-            px, gray.astype(np.float64, copy=False), slice_image, stats
-        )
+        ring_mean, ring_count = region_props.ring_means(px, gray, slice_image, stats)
         diff = np.where(ring_count > 0, ring_mean - stats["mean"], 0.0)
         if "darkness" in names:
             props["darkness"] = np.maximum(diff, 0.0)

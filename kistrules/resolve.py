@@ -9,7 +9,7 @@ disagree about which set a term uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kistrules.ast import Rule, Rulebook, SetDef, iter_terms
 from kistrules.builtins import BUILTIN_SETS, PROPERTIES
@@ -118,4 +118,24 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
         scales=scales,
         explicit_scales=frozenset(explicit),
         sets=sets,
+    )
+
+
+def only_rule(resolved: ResolvedRulebook, index: int) -> ResolvedRulebook:
+    """The rulebook reduced to its rule `index`: its properties, scales and sets only.
+
+    Compiled, it scores that one rule exactly as the whole rulebook does (every op
+    of the scorer is elementwise, so neither the other rules nor the number of
+    terms changes a value); `explain` re-scores one rule this way.
+    """
+    rule = resolved.rules[index]
+    terms = list(iter_terms(rule.condition))
+    properties = tuple(dict.fromkeys(t.property.name for t in terms))
+    keys = dict.fromkeys((t.property.name, t.set.name) for t in terms)
+    return replace(
+        resolved,
+        rules=(rule,),
+        properties=properties,
+        scales={p: resolved.scales[p] for p in properties},
+        sets={k: resolved.sets[k] for k in keys},
     )

@@ -9,6 +9,7 @@ torch and kist_train are imported inside the commands.
 from __future__ import annotations
 
 import json
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -210,10 +211,13 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
     for column in ("rule", "term", "truth", "rule output", "limiting"):
         detail.add_column(column)
     notes = []
+    terms_of: dict[str, list] = {}
+    for term in region.terms:  # grouped once: a scan per rule was quadratic in rules
+        terms_of.setdefault(term.rule, []).append(term)
     for rule in region.rules:
         if why_not is not None and rule.name != why_not:
             continue
-        terms = [t for t in region.terms if t.rule == rule.name]
+        terms = terms_of.get(rule.name, [])
         for i, term in enumerate(terms):
             output = grade_text(rule.output, alpha) + (
                 " >= alpha" if rule.reaches_threshold else ""
@@ -301,7 +305,9 @@ def explain_command(
             document = explain_document(
                 scorer, result, image=image, rulebook=rulebook, why_not=focus
             )
-            print(json.dumps(document, indent=2))
+            # Streamed: the text of a large image's regions is never one string.
+            json.dump(document, sys.stdout, indent=2)
+            print()
         else:
             title = f"{image.name}: regions from {result.source}"
             render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)

@@ -107,36 +107,3 @@ def test_overlay_outlines_in_rule_colours_and_tints_the_pseudo_label():
     # The key panel lists the rules and the regions: it is not blank.
     assert np.asarray(picture)[:, 32 * factor :].std() > 5
     assert TINT_COLOUR in {tuple(p) for p in array[:, 32 * factor :].reshape(-1, 3)}
-
-
-def _outline_on_the_whole_canvas(mask: np.ndarray, factor: int, width: int) -> np.ndarray:
-    """The outline as draw_overlay computed it before: on the whole enlarged image."""
-    from skimage.segmentation import find_boundaries
-
-    big = np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1)
-    edge = find_boundaries(big, mode="inner")
-    for _ in range(width - 1):
-        edge |= find_boundaries(big & ~edge, mode="inner")
-    return edge
-
-
-def test_outline_on_the_bounding_box_equals_the_whole_canvas():
-    """The crop to the region's box (plus a pixel) changes no outline pixel, at the image's
-    border or inside it, for any factor and width, holes and several components included."""
-    from kistrules.overlay import outline
-
-    rng = np.random.default_rng(11)
-    for _ in range(60):
-        shape = tuple(int(v) for v in rng.integers(1, 14, size=2))
-        mask = rng.random(shape) < rng.uniform(0.05, 0.9)
-        if rng.random() < 0.3:  # a region with its box away from every border
-            mask[:] = False
-            mask[shape[0] // 3 : shape[0] // 3 + 2, shape[1] // 3 : shape[1] // 3 + 3] = True
-        factor, width = int(rng.integers(1, 6)), int(rng.integers(1, 4))
-        expected = _outline_on_the_whole_canvas(mask, factor, width)
-        where, edge = outline(mask, factor, width)
-        got = np.zeros_like(expected)
-        got[where] = edge
-        np.testing.assert_array_equal(got, expected)
-    where, edge = outline(np.zeros((5, 5), bool), 3, 2)
-    assert edge.size == 0
