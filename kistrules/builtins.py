@@ -87,6 +87,42 @@ PROPERTIES: dict[str, PropertyInfo] = {
             "IoU of the bounding box's left half and its mirrored right half (an odd "
             "width's middle column in neither); 1 for a region one pixel wide",
         ),
+        PropertyInfo(
+            "border",
+            50.0,
+            "pixels of the original image",
+            "distance from r to the nearest image border (0 when r touches it)",
+            "min(row0 * H0 / H, (H - row1) * H0 / H, col0 * W0 / W, (W - col1) * W0 / W) with "
+            "r's bounding box rows row0..row1 - 1, columns col0..col1 - 1: the pixels between r "
+            "and the nearest edge, in original-image pixels",
+        ),
+        PropertyInfo(
+            "elongation",
+            10.0,
+            "ratio >= 1",
+            "length / width of the ellipse with r's second moments",
+            "sqrt(l1 / l2), l1 >= l2 the eigenvalues of the covariance of r as a union of "
+            "pixel squares (centres' covariance + 1/12 per axis), in original-image pixels: "
+            "a / b for an a x b rectangle, 1 for a single pixel, never infinite",
+        ),
+        PropertyInfo(
+            "thickness",
+            50.0,
+            "pixels of the original image",
+            "mean width of r: the short side of the rectangle with r's area and perimeter",
+            "A / (P / 4 + sqrt((P / 4)^2 - A)), A and P the area and perimeter of r's pixel "
+            "squares in original-image pixels: the width of a strip, b for an a x b rectangle "
+            "(b <= a), 1 px for a one-pixel line",
+        ),
+        PropertyInfo(
+            "orientation",
+            90.0,
+            "degrees 0-90",
+            "tilt of r's major axis from horizontal: 0 horizontal, 90 vertical",
+            "|theta| in degrees, theta = atan2(2 Cxy, Cxx - Cyy) / 2 from the covariance "
+            "of elongation (x = column, y = row, original-image pixels); 0 when r has no major "
+            "axis (l1 = l2 within 1e-9)",
+        ),
     )
 }
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kistrules.builtins import PROPERTIES
 from kistrules.span import Span
 
 Severity = Literal["error", "warning"]
@@ -78,8 +79,8 @@ CODES: dict[str, CodeInfo] = _codes(
         "error",
         "unknown property",
         (
-            "A property name is not one of the built-in region properties: area, pixels, "
-            "gray, darkness, brightness, shape, unevenness, symmetry. This applies to terms "
+            f"A property name is not one of the built-in region properties: "
+            f"{', '.join(PROPERTIES)}. This applies to terms "
             "of rules, to `scale PROPERTY = ...` and to `set PROPERTY.NAME = ...`. The hint "
             "suggests the closest name.\n\n    IF grya is low THEN anomalous     # error: did "
             'you mean "gray"?'

@@ -5,8 +5,10 @@ frame as `padded` (S, H + 2, W + 2), whose positive values are *global* region l
 1..N (a label lives in one slice only), and on the foreground pixels of that stack,
 gathered once into `Pixels`. The frame spares every neighbour lookup a bounds check.
 Kernels aggregate with `np.bincount` / `np.minimum.at` over pixels, runs or rays, and
-never loop over regions. The definitions are those of docs/measurement.md; the slow
-plain-Python versions that the tests compare against are in tests/regions/reference.py.
+never loop over regions. Sizes in original-image pixels use sy, sx: original pixels per
+measured pixel along rows and columns, one value per region. The definitions are those
+of docs/measurement.md; the slow plain-Python versions that the tests compare against
+are in tests/regions/reference.py.
 """
 
 from __future__ import annotations
@@ -205,6 +207,86 @@ def ring_means(
     ring_mean = np.zeros(n)
     np.divide(ring_sum, ring_count, out=ring_mean, where=ring_count > 0)
     return ring_mean, ring_count
+
+
+def border_distance(
+    bbox: np.ndarray, grid: tuple[int, int], sy: np.ndarray, sx: np.ndarray
+) -> np.ndarray:
+    """Pixels between each region and the nearest image edge, in original-image pixels.
+
+    A gap of k rows counts k * sy, a gap of k columns k * sx (sy, sx: original pixels per
+    measured pixel along each axis, per region), so a region touching an edge gets 0.
+    """
+    h, w = grid
+    rows = np.minimum(bbox[:, 0], h - bbox[:, 2]) * sy
+    cols = np.minimum(bbox[:, 1], w - bbox[:, 3]) * sx
+    return np.minimum(rows, cols).astype(np.float64)
+
+
+ISOTROPIC = 1e-9  # l1 - l2 <= this * (l1 + l2): the region has no major axis (orientation 0)
+
+
+def principal_axes(
+    px: Pixels, stats: dict[str, np.ndarray], n: int, sy: np.ndarray, sx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Elongation sqrt(l1 / l2) and orientation (degrees from horizontal, 0-90) per region.
+
+    The covariance is that of the region as a union of pixel squares, in original-image
+    pixels: the pixel centres' central second moments (two-pass, like `basic_stats`' std)
+    plus a square's own 1/12 per axis, with rows scaled by sy and columns by sx. The
+    square term makes the matrix positive definite, so l2 > 0 and the ratio is finite
+    even for a straight line (where the centres' moments alone give l2 = 0), and an
+    a x b rectangle gets exactly a / b.
+    """
+    safe = np.maximum(stats["count"], 1)
+    dr = px.row - stats["cy"][px.region]
+    dc = px.col - stats["cx"][px.region]
+    vrr = np.bincount(px.region, dr * dr, minlength=n) / safe
+    vcc = np.bincount(px.region, dc * dc, minlength=n) / safe
+    vrc = np.bincount(px.region, dr * dc, minlength=n) / safe
+    cyy = sy * sy * (vrr + 1.0 / 12.0)
+    cxx = sx * sx * (vcc + 1.0 / 12.0)
+    cxy = sy * sx * vrc
+    mean = (cxx + cyy) / 2.0
+    spread = np.hypot((cxx - cyy) / 2.0, cxy)
+    major = mean + spread
+    minor = (cxx * cyy - cxy * cxy) / major  # l1 l2 = det
+    elongation = np.sqrt(major / minor)
+    angle = np.degrees(np.abs(0.5 * np.arctan2(2.0 * cxy, cxx - cyy)))
+    angle[2.0 * spread <= ISOTROPIC * (cxx + cyy)] = 0.0
+    return np.maximum(elongation, 1.0), angle
+
+
+def thickness(
+    px: Pixels,
+    padded: np.ndarray,
+    stats: dict[str, np.ndarray],
+    n: int,
+    sy: np.ndarray,
+    sx: np.ndarray,
+) -> np.ndarray:
+    """Short side of the rectangle with each region's area and perimeter (original pixels).
+
+    The perimeter is that of the union of the region's pixel squares: every pixel side
+    whose neighbour across it is not in the region, horizontal sides sx long, vertical
+    ones sy. A rectangle with area A and half-perimeter P / 2 has sides t and P / 2 - t,
+    so t is the small root of t^2 - (P / 2) t + A = 0, computed as A / (P/4 + root) to
+    avoid cancellation for long strips. The root exists: each connected piece's
+    perimeter is at least its bounding box's, 2 (a + b) >= 4 sqrt(a b), so P >= 4 sqrt(A).
+    """
+    flat = padded.ravel()
+    own = (px.region + 1).astype(flat.dtype)
+    w2 = padded.shape[2]
+    across_rows = (flat[px.flat - w2] != own).view(np.uint8) + (flat[px.flat + w2] != own)
+    across_cols = (flat[px.flat - 1] != own).view(np.uint8) + (flat[px.flat + 1] != own)
+    horizontal = np.bincount(px.region, across_rows, minlength=n)
+    vertical = np.bincount(px.region, across_cols, minlength=n)
+    area = stats["count"] * sy * sx
+    quarter = (horizontal * sx + vertical * sy) / 4.0
+    root = np.sqrt(np.maximum(quarter * quarter - area, 0.0))
+    out = np.zeros(n)
+    np.divide(area, quarter + root, out=out, where=quarter > 0)
+    return out
 
 
 SMALL_SIDE = 5  # regions whose bbox fits in 5 x 5 are measured once per distinct pattern

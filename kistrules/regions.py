@@ -306,6 +306,8 @@ def _measure_stack(
     stats = region_props.basic_stats(px, n)
     image = slice_image[stats["slice"]]
     count = stats["count"]
+    # Original-image pixels per measured pixel, along rows and columns, per region.
+    sy, sx = (sizes[:, 0] / h)[image], (sizes[:, 1] / w)[image]
     props: dict[str, np.ndarray] = {}
     if "area" in names:
         props["area"] = count / float(h * w)
@@ -327,6 +329,14 @@ def _measure_stack(
         props["shape"] = region_props.shape_index(padded, px, stats, n)
     if "symmetry" in names:
         props["symmetry"] = region_props.symmetry(px, padded, stats["bbox"], n)
+    if "border" in names:
+        props["border"] = region_props.border_distance(stats["bbox"], (h, w), sy, sx)
+    if "elongation" in names or "orientation" in names:
+        props["elongation"], props["orientation"] = region_props.principal_axes(
+            px, stats, n, sy, sx
+        )
+    if "thickness" in names:
+        props["thickness"] = region_props.thickness(px, padded, stats, n, sy, sx)
     return {
         "image": image,
         "slice": stats["slice"],

@@ -55,8 +55,8 @@ def names(text: str) -> list[tuple[str, str, str | None]]:
             (
                 "E002",
                 'unknown property "colour"',
-                "known properties: area, pixels, gray, darkness, "
-                "brightness, shape, unevenness, symmetry",
+                "known properties: area, pixels, gray, darkness, brightness, shape, "
+                "unevenness, symmetry, border, elongation, thickness, orientation",
             ),
         ),
         ("scale graey = 2", ("E002", 'unknown property "graey"', 'did you mean "gray"?')),
