@@ -4,8 +4,9 @@ One region at a time, as a set of (row, col) pixels; no numpy in the definitions
 that a vectorisation slip in `kistrules.region_props` cannot be copied here. The Boyce-
 Clark rays are computed differently from the package (all grid crossings of a ray are
 listed, sorted and merged, and each segment between crossings is tested at its
-midpoint) but by the same definition. Also used by benchmarks/bench_regions.py as
-the naive per-region path.
+midpoint) but by the same definition. `border` and `thickness` take sy, sx, the size
+of a measured pixel in original-image pixels (rows, columns). Also used by
+benchmarks/bench_regions.py as the naive per-region path.
 """
 
 from __future__ import annotations
@@ -141,3 +142,23 @@ def regions_of(label_map) -> dict[int, set[tuple[int, int]]]:
             if int(v):
                 out.setdefault(int(v), set()).add((r, c))
     return out
+
+
+def border(pixels, h: int, w: int, sy: float = 1.0, sx: float = 1.0) -> float:
+    """Fewest pixels between any pixel of r and an image edge (rows * sy, columns * sx)."""
+    return min(min(min(r, h - 1 - r) * sy, min(c, w - 1 - c) * sx) for r, c in pixels)
+
+
+def perimeter_sides(pixels) -> tuple[int, int]:
+    """(horizontal, vertical) pixel sides of r whose neighbour across the side is not in r."""
+    horizontal = sum((r + d, c) not in pixels for r, c in pixels for d in (-1, 1))
+    vertical = sum((r, c + d) not in pixels for r, c in pixels for d in (-1, 1))
+    return horizontal, vertical
+
+
+def thickness(pixels, sy: float = 1.0, sx: float = 1.0) -> float:
+    """Short side of the rectangle with r's area and perimeter (pixels sy tall, sx wide)."""
+    horizontal, vertical = perimeter_sides(pixels)
+    area = len(pixels) * sy * sx
+    half = horizontal * sx / 2 + vertical * sy / 2  # = the rectangle's a + b; area = a b
+    return half / 2 - math.sqrt(max(half * half / 4 - area, 0.0))

@@ -1,9 +1,11 @@
 """Region measurement cross-checked against skimage and a plain-Python reference.
 
-`area`, `pixels`, `gray`, `unevenness` against `skimage.measure.regionprops`; `shape`,
-`symmetry`, `darkness`, `brightness` against tests/regions/reference.py (same
-definitions, computed one region at a time in plain Python); region counts against
-`skimage.measure.label(connectivity=2)`; a few values worked out by hand.
+`area`, `pixels`, `gray`, `unevenness`, and `elongation`, `orientation` (through the
+inertia tensor, with pixel spacing) against `skimage.measure.regionprops`; `shape`,
+`symmetry`, `darkness`, `brightness`, `border`, `thickness` against
+tests/regions/reference.py (same definitions, computed one region at a time in plain
+Python); region counts against `skimage.measure.label(connectivity=2)`; a few values
+worked out by hand.
 """
 
 from __future__ import annotations
@@ -131,6 +133,90 @@ def test_shape_on_larger_connected_blobs(seed):
         assert table["symmetry"][i].item() == pytest.approx(ref.symmetry(pixels), abs=TOL)
         dark, _ = ref.darkness_brightness(pixels, image.tolist())
         assert table["darkness"][i].item() == pytest.approx(dark, abs=TOL)
+
+
+def _skimage_axes(rp, sy: float, sx: float) -> tuple[float, float, float]:
+    """(elongation, orientation in degrees from horizontal, relative eigenvalue gap).
+
+    skimage's inertia tensor (with `spacing`) is [[Cxx, -Cxy], [-Cxy, Cyy]] of the pixel
+    centres; a pixel square adds its own variance sy^2 / 12, sx^2 / 12 (docs/measurement.md).
+    The angle is read off numpy's eigenvector, not a closed formula.
+    """
+    t = rp.inertia_tensor
+    cov = np.array([[t[1, 1] + sy * sy / 12, -t[0, 1]], [-t[0, 1], t[0, 0] + sx * sx / 12]])
+    values, vectors = np.linalg.eigh(cov)  # ascending; columns are (y, x) eigenvectors
+    vy, vx = vectors[:, 1]
+    angle = math.degrees(math.atan2(abs(vy), abs(vx)))
+    gap = (values[1] - values[0]) / (values[1] + values[0])
+    return math.sqrt(values[1] / values[0]), angle, gap
+
+
+@settings(max_examples=120, deadline=None)
+@given(image_and_labels(), st.tuples(st.integers(1, 300), st.integers(1, 300)))
+def test_new_properties_match_skimage_and_the_reference(data, original):
+    """border, elongation, orientation, thickness in original-image pixels (anisotropic)."""
+    image, labels = data
+    h, w = image.shape
+    sy, sx = original[0] / h, original[1] / w
+    table = measure(image, labels, original_size=original)
+    regions = ref.regions_of(labels)
+    props = regionprops(labels, spacing=(sy, sx))
+    for i, (value, rp) in enumerate(zip(_rows_by_label(labels), props, strict=True)):
+        pixels = regions[value]
+        got = {name: table[name][i].item() for name in PROPERTIES}
+        assert got["border"] == pytest.approx(ref.border(pixels, h, w, sy, sx), rel=TOL, abs=TOL)
+        assert got["thickness"] == pytest.approx(ref.thickness(pixels, sy, sx), rel=TOL, abs=TOL)
+        elongation, angle, gap = _skimage_axes(rp, sy, sx)
+        assert got["elongation"] >= 1.0
+        assert got["elongation"] == pytest.approx(elongation, rel=TOL)
+        assert 0.0 <= got["orientation"] <= 90.0
+        if gap > 1e-6:  # else there is no major axis, and orientation is 0 by definition
+            assert got["orientation"] == pytest.approx(angle, abs=1e-5)
+
+
+@settings(max_examples=120, deadline=None)
+@given(image_and_labels())
+def test_elongation_and_orientation_are_skimages_axes_on_pixel_squares(data):
+    """On a square grid: skimage's axis lengths with 1/12 added to each eigenvalue.
+
+    skimage's `axis_major_length` is 4 sqrt(l1) of the pixel centres; its `orientation`
+    is the major axis' angle from the row axis, in [-pi/2, pi/2].
+    """
+    image, labels = data
+    table = measure(image, labels)
+    for i, rp in enumerate(regionprops(labels)):
+        l1 = (rp.axis_major_length / 4) ** 2 + 1 / 12
+        l2 = (rp.axis_minor_length / 4) ** 2 + 1 / 12
+        assert table["elongation"][i].item() == pytest.approx(math.sqrt(l1 / l2), rel=TOL)
+        if (l1 - l2) / (l1 + l2) > 1e-6:
+            tilt = 90.0 - abs(math.degrees(rp.orientation))
+            assert table["orientation"][i].item() == pytest.approx(tilt, abs=1e-5)
+        else:
+            assert table["orientation"][i].item() == 0.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_new_properties_on_larger_connected_blobs(seed):
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.normal(size=(60, 40)), 2.5)
+    labels = sk_label(field > np.quantile(field, 0.6), connectivity=2)
+    image = rng.integers(0, 256, (60, 40))
+    original = (150, 400)
+    sy, sx = 150 / 60, 400 / 40
+    table = measure(image, labels, original_size=original)
+    regions = ref.regions_of(labels)
+    props = regionprops(labels, spacing=(sy, sx))
+    for i, (value, rp) in enumerate(zip(_rows_by_label(labels), props, strict=True)):
+        pixels = regions[value]
+        assert table["border"][i].item() == pytest.approx(ref.border(pixels, 60, 40, sy, sx))
+        assert table["thickness"][i].item() == pytest.approx(ref.thickness(pixels, sy, sx), rel=TOL)
+        elongation, angle, gap = _skimage_axes(rp, sy, sx)
+        assert table["elongation"][i].item() == pytest.approx(elongation, rel=TOL)
+        if gap > 1e-6:
+            assert table["orientation"][i].item() == pytest.approx(angle, abs=1e-5)
 
 
 # ----------------------------------------------------------- cross-checks: measure_regions
@@ -310,6 +396,104 @@ def test_darkness_and_brightness_by_hand():
     # A region covering the whole image has no ring: both are 0.
     whole = measure(image, np.ones((9, 9), int))
     assert whole["darkness"].item() == 0.0 and whole["brightness"].item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "where"),
+    [
+        (slice(0, 3), slice(0, 3), "top-left corner"),
+        (slice(0, 2), slice(5, 9), "top edge"),
+        (slice(7, 12), slice(13, 16), "right edge"),
+        (slice(13, 16), slice(4, 9), "bottom edge"),
+        (slice(0, 16), slice(0, 2), "left edge, full height"),
+    ],
+)
+def test_ring_at_the_image_border_uses_only_pixels_inside(rows, cols, where):
+    """A region touching the border is compared with the ring pixels inside the image.
+
+    Out-of-image positions neither count nor read as gray 0: a frame of zeros around a
+    bright tile would make every border region look brighter than its surroundings.
+    """
+    image = np.full((16, 16), 120.0)
+    image[rows, cols] = 94.0  # 26 gray levels darker than the tile around it
+    labels = np.zeros((16, 16), int)
+    labels[rows, cols] = 1
+    table = measure(image, labels)
+    assert table["darkness"].item() == pytest.approx(26.0), where
+    assert table["brightness"].item() == 0.0
+    assert table["border"].item() == 0.0
+    residual = (labels > 0).astype(float)[None]
+    batch = measure_regions(image[None], residual, [0.5], properties=["darkness", "brightness"])
+    assert batch["darkness"].item() == pytest.approx(26.0) and batch["brightness"].item() == 0.0
+    image[rows, cols] = 150.0
+    assert measure(image, labels)["brightness"].item() == pytest.approx(30.0), where
+
+
+def test_a_region_without_a_ring_has_darkness_and_brightness_0():
+    """Covering the whole image: no surroundings to compare with, so no contrast (0, finite)."""
+    image = np.random.default_rng(0).uniform(0, 255, (5, 7))
+    for labels in (np.ones((5, 7), int), np.full((5, 7), 3)):
+        table = measure(image, labels)
+        assert table["darkness"].item() == 0.0 and table["brightness"].item() == 0.0
+    table = measure_regions(image[None], np.ones((1, 5, 7)), [0.5])
+    values = torch.stack([table[name] for name in PROPERTIES])
+    assert torch.isfinite(values).all()
+    assert table["darkness"].item() == 0.0 and table["brightness"].item() == 0.0
+
+
+def test_border_by_hand_in_original_pixels():
+    labels = np.zeros((10, 20), int)
+    labels[3:5, 8:12] = 1  # 3 rows above, 5 below, 8 columns left, 8 right
+    labels[9, 0] = 2  # a corner pixel
+    labels[2, 17:19] = 3  # 1 column to the right edge
+    table = measure(np.zeros((10, 20)), labels)
+    assert table["border"].tolist() == [3.0, 0.0, 1.0]
+    # Working 10 x 20 of an original 40 x 20: a row is 4 original pixels, a column 1.
+    table = measure(np.zeros((10, 20)), labels, original_size=(40, 20))
+    assert table["border"].tolist() == [8.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (1, 9), (9, 1), (2, 6), (5, 3), (4, 4)])
+@pytest.mark.parametrize("original", [None, (24, 24), (36, 12)])
+def test_elongation_thickness_orientation_of_rectangles_by_hand(rows, cols, original):
+    """An a x b rectangle (original pixels): elongation max / min, thickness min, 0 or 90 deg."""
+    labels = np.zeros((12, 12), int)
+    labels[2 : 2 + rows, 3 : 3 + cols] = 1
+    sy, sx = (1.0, 1.0) if original is None else (original[0] / 12, original[1] / 12)
+    tall, wide = rows * sy, cols * sx
+    table = measure(np.zeros((12, 12)), labels, original_size=original)
+    assert table["elongation"].item() == pytest.approx(max(tall, wide) / min(tall, wide))
+    assert table["thickness"].item() == pytest.approx(min(tall, wide))
+    expected = 0.0 if wide >= tall else 90.0  # a square has no major axis: 0
+    assert table["orientation"].item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_lines_have_finite_elongation_where_skimages_minor_axis_is_0():
+    labels = np.zeros((15, 15), int)
+    labels[7, 2:13] = 1  # horizontal, 11 px
+    diagonal = np.eye(15, dtype=int)[:11, :11]
+    assert regionprops(labels)[0].axis_minor_length == 0.0  # skimage: an infinite ratio
+    table = measure(np.zeros((15, 15)), labels)
+    assert table["elongation"].item() == pytest.approx(11.0)  # 11 x 1 pixel squares
+    assert table["thickness"].item() == pytest.approx(1.0)
+    assert table["orientation"].item() == 0.0
+    n = 11
+    table = measure(np.zeros((11, 11)), diagonal)
+    # Centres' variance along the diagonal 2 (n^2 - 1) / 12, across it 0; squares add 1/12.
+    assert table["elongation"].item() == pytest.approx(math.sqrt(2 * n * n - 1))
+    assert table["orientation"].item() == pytest.approx(45.0)
+    # Staircase perimeter 4n, area n: t = n - sqrt(n^2 - n), about 1/2 (documented).
+    assert table["thickness"].item() == pytest.approx(n - math.sqrt(n * n - n))
+    anti = measure(np.zeros((11, 11)), diagonal[:, ::-1])
+    assert anti["orientation"].item() == pytest.approx(45.0)  # tilt, not direction
+
+
+def test_thickness_of_a_ring_is_its_band_width():
+    labels = np.zeros((44, 44), int)
+    labels[2:42, 2:42] = 1
+    labels[4:40, 4:40] = 0  # a 40 x 40 square frame, 2 px wide
+    value = measure(np.zeros((44, 44)), labels)["thickness"].item()
+    assert 2.0 <= value <= 2.2  # corners make the equivalent strip a little wider
 
 
 def test_ring_is_geometric_and_ignores_other_regions():
