@@ -274,13 +274,16 @@ def thickness(
     avoid cancellation for long strips. The root exists: each connected piece's
     perimeter is at least its bounding box's, 2 (a + b) >= 4 sqrt(a b), so P >= 4 sqrt(A).
     """
+    # Each pixel has 4 sides; a pair of neighbours in the region hides 2 of them. Pairs
+    # are counted once, from their upper (left) pixel. Pixels are in flat-index order, so
+    # a right neighbour is the next pixel (the zero frame keeps rows from joining); the
+    # one below is one lookup. (bincount with weights is ~4x faster than on a selection.)
     flat = padded.ravel()
-    own = (px.region + 1).astype(flat.dtype)
-    w2 = padded.shape[2]
-    across_rows = (flat[px.flat - w2] != own).view(np.uint8) + (flat[px.flat + w2] != own)
-    across_cols = (flat[px.flat - 1] != own).view(np.uint8) + (flat[px.flat + 1] != own)
-    horizontal = np.bincount(px.region, across_rows, minlength=n)
-    vertical = np.bincount(px.region, across_cols, minlength=n)
+    below = flat[px.flat + padded.shape[2]] == (px.region + 1)
+    right = np.zeros(px.region.shape, bool)
+    right[:-1] = (px.flat[1:] == px.flat[:-1] + 1) & (px.region[1:] == px.region[:-1])
+    horizontal = 2.0 * stats["count"] - 2.0 * np.bincount(px.region, below, minlength=n)
+    vertical = 2.0 * stats["count"] - 2.0 * np.bincount(px.region, right, minlength=n)
     area = stats["count"] * sy * sx
     quarter = (horizontal * sx + vertical * sy) / 4.0
     root = np.sqrt(np.maximum(quarter * quarter - area, 0.0))
