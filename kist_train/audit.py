@@ -249,8 +249,8 @@ def audit_scorer(
     """
     from kist_train.data import working_tensor
     from kist_train.engine import residuals_of
-    from kist_train.pseudo_labels import label_regions, rule_masks
     from kistrules.errors import DataError
+    from kistrules.pseudo_labels import label_regions, rule_masks
 
     items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:

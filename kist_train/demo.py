@@ -514,9 +514,10 @@ def example_image(data: Path) -> tuple[Path, Path]:
 
 def _explain_example(scorer, data: Path, run_dir: Path, out: Path) -> tuple[Path, Path]:
     from kist_train.data import read_gray, read_mask
+    from kist_train.explain import explain_model
     from kist_train.predict import load_run
-    from kistrules.commands.explain import write_overlay
-    from kistrules.explain import explain_mask, explain_model
+    from kistrules.explain import explain_mask
+    from kistrules.overlay import write_overlay
 
     image_path, mask_path = example_image(data)
     image = read_gray(image_path)

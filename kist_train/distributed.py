@@ -379,11 +379,11 @@ def label_shards(
     from kist_train.engine import residuals_of
     from kist_train.pseudo_labels import (
         confusion,
-        label_regions,
         label_statistics,
         precision_recall,
         upsample_mask,
     )
+    from kistrules.pseudo_labels import label_regions
 
     n = anomalous.shape[0]
     part = ctx.shard(n)

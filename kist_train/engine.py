@@ -371,7 +371,8 @@ def _run_labels(
     config: TrainConfig, state: _State, data: _Data, scorer, iteration: int
 ) -> dict[str, Any]:
     """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
-    from kist_train.pseudo_labels import label_regions, label_statistics
+    from kist_train.pseudo_labels import label_statistics
+    from kistrules.pseudo_labels import label_regions
 
     batch = max(config.batch_size, 64)
     # Statistics of the current model, computed at the end of the previous phase.

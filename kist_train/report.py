@@ -8,7 +8,7 @@
   phase, both columns);
 - the label audit of the rulebook the run trained with (its text is in the
   checkpoint) on the anomalous test images, by `kist_train.audit`, and the
-  overlays of the worst-labelled images by `kistrules.explain.explain_model`;
+  overlays of the worst-labelled images by `kist_train.explain.explain_model`;
 - a heat overlay of every test image with the final model
   (`kist_train.predict.heat_overlay`, the run's fixed scale), outlined with its
   mask and sorted by error (`map_error`).
@@ -293,7 +293,7 @@ def _audit(report: RunReport, run, scorer, dataset) -> None:
 def _worst(report: RunReport, run, scorer, dataset) -> None:
     """Overlays of the test images with the most pixels labelled outside their mask (what
     costs precision), and of those with the most mask pixels missed (recall)."""
-    from kistrules.explain import explain_model
+    from kist_train.explain import explain_model
     from kistrules.overlay import explain_picture
 
     by_path = {item.path.relative_to(dataset.root).as_posix(): item for item in dataset.test}

@@ -288,6 +288,11 @@ def _with_key(picture, regions, rule_names, colours, tinted, alpha, title) -> Im
     return out
 
 
+def write_overlay(scorer, result, path: str | os.PathLike[str], *, title: str) -> Path:
+    """The image with each region outlined in the colour of the rule that fired."""
+    return save_png(explain_picture(scorer, result, title=title), path, command="explain")
+
+
 def save_png(picture: Image.Image, path: str | os.PathLike[str], *, command: str) -> Path:
     """Write a PNG to a temp file beside `path`, then rename it into place.
 

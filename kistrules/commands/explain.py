@@ -106,7 +106,9 @@ def run_explain(
             s=0.3 if s is None else s,
         )
         return scorer, result
-    return scorer, explain.explain_model(scorer, image, run)
+    from kist_train.explain import explain_model
+
+    return scorer, explain_model(scorer, image, run)
 
 
 def explain_document(scorer, result, *, image: Path, rulebook: Path, why_not: str | None) -> dict:
@@ -237,13 +239,6 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
         console.print(escape(note), highlight=False)
 
 
-def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
-    """The image with each region outlined in the colour of the rule that fired."""
-    from kistrules.overlay import explain_picture, save_png
-
-    return save_png(explain_picture(scorer, result, title=title), path, command="explain")
-
-
 def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:
     """Refuse an --out that is one of the inputs, or an existing file not written by `command`."""
     from kistrules.outputs import png_written_by, refuse_inputs, require_replaceable
@@ -312,6 +307,8 @@ def explain_command(
             title = f"{image.name}: regions from {result.source}"
             render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)
         if out is not None:
+            from kistrules.overlay import write_overlay
+
             written = write_overlay(scorer, result, out, title=f"{image.name} ({result.source})")
             stderr.print(f"overlay written to {escape(str(written))}", highlight=False)
 

@@ -170,7 +170,7 @@ def test_model_source_agrees_with_pseudo_labelling(fast_demo):
     from kist_train.data import read_gray, working_tensor
     from kist_train.demo import example_image
     from kist_train.predict import load_run, residual_maps
-    from kist_train.pseudo_labels import label_regions
+    from kistrules.pseudo_labels import label_regions
 
     image_path, _ = example_image(fast_demo.data)
     kist = fast_demo.out / "kist"

@@ -72,7 +72,7 @@ def test_model_regions_equal_pseudo_labelling(fast_demo):
     """A trained (demo) model on the real tile: explain's regions are label_regions' regions."""
     from kist_train.data import read_gray, working_tensor
     from kist_train.predict import load_run, residual_maps
-    from kist_train.pseudo_labels import label_regions
+    from kistrules.pseudo_labels import label_regions
 
     image_path, _ = _blowhole()
     kist = fast_demo.out / "kist"

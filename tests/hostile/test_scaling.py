@@ -28,9 +28,10 @@ import kistrules
 import kistrules.overlay as overlay
 from kist_train.predict import heat_overlay
 from kistrules.api import loads
-from kistrules.commands.explain import explain_document, render_text, write_overlay
+from kistrules.commands.explain import explain_document, render_text
 from kistrules.compiler import Scorer, compile_rulebook
 from kistrules.explain import explain_mask, explain_residual
+from kistrules.overlay import write_overlay
 from kistrules.regions import _rank_among_positives, measure
 from tests.hostile.scaling_inputs import commands, peak_rss_bytes, tiny_run, write_inputs
 

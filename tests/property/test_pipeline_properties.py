@@ -3,7 +3,7 @@
 Hypothesis draws small images (1-24 px a side, any gray values, constant ones
 included), residual maps around the eq. 9 thresholds and valid rulebooks
 (tests/scorer/strategies.py), and runs them through `measure_regions`, the
-compiled scorer and `kist_train.pseudo_labels.label_regions`, the code that
+compiled scorer and `kistrules.pseudo_labels.label_regions`, the code that
 training uses. Whatever the input:
 
 - no grade is NaN, every grade lies in [0, 1] and `fired` is `grade >= alpha`;
@@ -24,9 +24,9 @@ import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from kist_train.pseudo_labels import label_regions
 from kistrules.ast import ThresholdDef
 from kistrules.compiler import compile_rulebook
+from kistrules.pseudo_labels import label_regions
 from kistrules.regions import eq9_thresholds
 
 

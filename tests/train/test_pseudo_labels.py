@@ -11,13 +11,12 @@ from skimage.measure import label as sk_label
 
 from kist_train.pseudo_labels import (
     confusion,
-    label_regions,
     label_statistics,
     precision_recall,
-    rule_masks,
     upsample_mask,
 )
 from kistrules.api import loads
+from kistrules.pseudo_labels import label_regions, rule_masks
 
 DARK_RULES = """\
 scale gray = 255
