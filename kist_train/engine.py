@@ -146,41 +146,6 @@ def _epoch_batches(n: int, chunk: int, gen: torch.Generator) -> list[torch.Tenso
     return list(torch.randperm(n, generator=gen).split(chunk)) if n else []
 
 
-@torch.no_grad()
-def residuals_of(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int) -> torch.Tensor:
-    """e(x) = (G(x) - x)^2 for (N, 1, S, S) in eval mode, returned as (N, S, S)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size]
-        out.append(((model(batch) - batch) ** 2)[:, 0])
-    model.train(was_training)
-    return torch.cat(out) if out else x.new_zeros((0, *x.shape[-2:]))
-
-
-@torch.no_grad()
-def residual_statistics(
-    model: torch.nn.Module, x: torch.Tensor, *, batch_size: int
-) -> tuple[float, float]:
-    """mu_e, sigma_e of e(x) over every pixel of the normal training images (eq. 9)."""
-    total = 0.0
-    total_sq = 0.0
-    count = 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size]
-        res = ((model(batch) - batch) ** 2).double()
-        total += float(res.sum())
-        total_sq += float((res * res).sum())
-        count += res.numel()
-    model.train(was_training)
-    mu = total / count
-    var = max(total_sq / count - mu * mu, 0.0)
-    return mu, math.sqrt(var)
-
-
 def _write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
     from kist_train.atomic import atomic_write_text
 
@@ -372,7 +337,7 @@ def _run_labels(
 ) -> dict[str, Any]:
     """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
     from kist_train.pseudo_labels import label_statistics
-    from kistrules.pseudo_labels import label_regions
+    from kist_train.residuals import label_residuals
 
     batch = max(config.batch_size, 64)
     # Statistics of the current model, computed at the end of the previous phase.
@@ -412,15 +377,15 @@ def _run_labels(
         )
         entry["labelled"] = True
         return entry
-    residuals = residuals_of(state.model, data.anomalous, batch_size=batch)
-    labels = label_regions(
-        data.anomalous[:, 0] * 255.0,
-        residuals,
+    labels = label_residuals(
+        state.model,
+        data.anomalous,
         scorer,
         mu=mu,
         sigma=sigma,
         s=config.s,
         original_sizes=data.anomalous_sizes,
+        batch_size=batch,
     )
     state.labels = labels.mask.to(data.anomalous.device)
     entry["labelled"] = True
@@ -953,16 +918,19 @@ def _settle_model(config: TrainConfig, state: _State, data: _Data) -> dict[str, 
     """End of a training phase: precise BatchNorm statistics, then mu_e, sigma_e of the
     model as it will predict (eq. 9 of the next labelling; predict / audit / explain
     use those of the final model). Returns the figures for the phase's log entry."""
-    from kist_train import distributed
     from kist_train.batchnorm import recompute_batchnorm
+    from kist_train.residuals import residual_statistics
 
     ddp = state.dist is not None and state.dist.active
     shard = state.dist.shard if ddp else None  # global batches, each rank its part
     recompute_batchnorm(state.model, data.normal, batch_size=config.batch_size, shard=shard)
     batch = max(config.batch_size, 64)
     if ddp:  # float64 sums of each rank's shard, all-reduced
-        mu, sigma = distributed.residual_statistics(
-            state.dist, state.model, data.normal, batch_size=batch
+        mu, sigma = residual_statistics(
+            state.model,
+            data.normal[shard(data.normal.shape[0])],
+            batch_size=batch,
+            all_sum=lambda sums: state.dist.all_sum(sums, data.normal.device),
         )
     else:
         mu, sigma = residual_statistics(state.model, data.normal, batch_size=batch)
@@ -1048,6 +1016,5 @@ __all__ = [
     "augment_normal",
     "phase_names",
     "read_log",
-    "residual_statistics",
     "train",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from kistrules.explain import ExplainResult, explain_residual
+from kistrules.explain import ExplainResult, explain_labels
 
 
 def explain_model(
@@ -23,18 +23,21 @@ def explain_model(
     (0-255), the run's mu_e / sigma_e / s and the original size for `pixels`.
     """
     from kist_train.data import working_tensor
-    from kist_train.predict import residual_maps
+    from kist_train.residuals import label_residuals
 
-    residual = residual_maps(run, [image])[0]
-    working = working_tensor([image], run.size, device=residual.device)[0, 0] * 255.0
-    return explain_residual(
+    x = working_tensor([image], run.size, device=run.device)
+    mu, sigma, s = run.mu_e, run.sigma_e, float(run.config.s)
+    labels = label_residuals(
+        run.model,
+        x,
         scorer,
-        working.cpu().numpy(),
-        residual.cpu().numpy(),
-        mu=run.mu_e,
-        sigma=run.sigma_e,
-        s=float(run.config.s),
-        original_size=(int(image.shape[0]), int(image.shape[1])),
-        counterfactual=counterfactual,
-        source="model",
+        mu=mu,
+        sigma=sigma,
+        s=s,
+        original_sizes=[(int(image.shape[0]), int(image.shape[1]))],
+        batch_size=1,
+    )
+    working = (x[0, 0] * 255.0).cpu().numpy()
+    return explain_labels(
+        "model", scorer, working, labels, counterfactual=counterfactual, mu=mu, sigma=sigma, s=s
     )

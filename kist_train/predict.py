@@ -122,7 +122,7 @@ def residual_maps(run: Run, images: Sequence[np.ndarray], *, batch_size: int = 3
 
 def _residuals(run: Run, x: torch.Tensor, *, batch_size: int) -> torch.Tensor:
     # The same e(x) the training labels use: one implementation.
-    from kist_train.engine import residuals_of
+    from kist_train.residuals import residuals_of
 
     return residuals_of(run.model, x, batch_size=batch_size)
 

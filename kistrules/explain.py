@@ -559,6 +559,26 @@ def explain_residual(
         s=s,
         original_sizes=[original_size] if original_size is not None else None,
     )
+    return explain_labels(
+        source, scorer, image, labels, counterfactual=counterfactual, mu=mu, sigma=sigma, s=s
+    )
+
+
+def explain_labels(
+    source: str,
+    scorer: Any,
+    image: np.ndarray,
+    labels: Any,
+    *,
+    mu: float,
+    sigma: float,
+    s: float,
+    counterfactual: bool = True,
+) -> ExplainResult:
+    """Explain one image's labelling (kistrules.pseudo_labels.PseudoLabels of a batch of one).
+
+    `image` is the gray image (0-255) on the grid of the residual map that was labelled.
+    """
     return _result(
         source,
         scorer,
