@@ -188,3 +188,11 @@ class TrainConfig:
             for f in fields(self)
             if f.name not in RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
         ]
+
+
+def phase_names(iterations: int) -> list[str]:
+    """The phases of a run in order: initial, labels_1, update_1, ..., update_I."""
+    names = ["initial"]
+    for i in range(1, iterations + 1):
+        names += [f"labels_{i}", f"update_{i}"]
+    return names

@@ -146,7 +146,8 @@ def heat_picture(image: np.ndarray, amap: np.ndarray, mask: np.ndarray, vmax: fl
 
 def _arm(name: str, run, log_dir: Path) -> Arm:
     from kist_train.checkpoints import complete_phases
-    from kist_train.engine import phase_names, read_log
+    from kist_train.config import phase_names
+    from kist_train.phase_store import read_log
 
     done = set(complete_phases(log_dir))
     order = phase_names(run.config.iterations)

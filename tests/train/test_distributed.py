@@ -35,7 +35,8 @@ from rich.console import Console
 from kist_train.checkpoints import load_checkpoint, load_model_from_run
 from kist_train.config import TrainConfig
 from kist_train.distributed import Distributed, check_divisible, weights_sha256
-from kist_train.engine import phase_names, read_log, train
+from kist_train.engine import phase_names, train
+from kist_train.phase_store import read_log
 from kistrules.errors import UsageError
 from tests.train import synthetic as syn
 
