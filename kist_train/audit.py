@@ -220,7 +220,10 @@ def audit_rulebook(
     rulebook_path = Path(rulebook_path)
     require_regular_file(rulebook_path, "rulebook")  # missing, a folder or a FIFO: one line
     run = load_run(run_dir, device=device, phase=phase)
-    scorer = load(rulebook_path).compile(device=run.device)
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    scorer = compile_rulebook(resolve(load(rulebook_path)), device=run.device)
     return audit_scorer(
         run,
         scorer,

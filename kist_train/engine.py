@@ -159,7 +159,10 @@ def _load_scorer(config: TrainConfig, device: torch.device) -> tuple[Any, str | 
     path = Path(config.rulebook)
     require_regular_file(path, "rulebook")  # missing, a folder or a FIFO: one line
     rulebook = load(path)
-    return rulebook.compile(device=device), path.read_text(encoding="utf-8")
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    return compile_rulebook(resolve(rulebook), device=device), path.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------- phases

@@ -45,7 +45,7 @@ class PhaseState:
 
 
 def write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
-    from kist_train.atomic import atomic_write_text
+    from kistrules.atomic import atomic_write_text
 
     text = "".join(json.dumps(entry, sort_keys=False) + "\n" for entry in entries)
     atomic_write_text(run_dir / LOG_FILE, text)

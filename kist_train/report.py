@@ -228,7 +228,9 @@ def _build(run_dir, data_dir, control, phases, device, console, progress) -> Run
         from kistrules.resolve import resolve
 
         rulebook = loads(text, f"{run_dir} (the rulebook it trained with)")
-        scorer = rulebook.compile(device=run.device)
+        from kistrules.compiler import compile_rulebook
+
+        scorer = compile_rulebook(resolve(rulebook), device=run.device)
         report.rule_names = tuple(scorer.rule_names)
         report.sets_plot = Picture.of(
             render_sets(resolve(rulebook)), "membership functions the rules use"
@@ -359,7 +361,7 @@ def write_report(
     page: str, out: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str]] = ()
 ) -> Path:
     """Write the page to `out` atomically, if `check_out` allows it; returns `out`."""
-    from kist_train.atomic import atomic_write_bytes
+    from kistrules.atomic import atomic_write_bytes
 
     out = Path(out)
     check_out(out, inputs)

@@ -30,9 +30,9 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from kist_train.atomic import atomic_write_text
 from kist_train.config import INITIAL_FIELDS, TrainConfig
 from kist_train.sealed_json import read_json, sealed_text, unseal
+from kistrules.atomic import atomic_write_text
 from kistrules.errors import CheckpointError, UsageError
 
 __all__ = ["LOCK", "MARKER", "clear", "lock", "lock_if_run", "read_marker", "write_marker"]
@@ -54,7 +54,7 @@ _LAYOUT: dict[str, re.Pattern[str] | None] = {
     "partial": None,
     "partial/checkpoints": _CHECKPOINTS,
 }
-# kist_train.atomic's temporary file of a target NAME: .NAME.<token>.tmp
+# kistrules.atomic's temporary file of a target NAME: .NAME.<token>.tmp
 _TEMPORARY = re.compile(rf"\.(.+)\.{_TOKEN}\.tmp")
 _MARKER_NAME = re.compile(re.escape(MARKER))
 _EVALUATION = re.compile(rf"evaluation(?:_{_PHASE})?\.json")

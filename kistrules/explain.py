@@ -592,3 +592,39 @@ def explain_labels(
         sigma=sigma,
         s=s,
     )
+
+
+def explain_document(
+    scorer: Any, result: ExplainResult, *, image: Any, rulebook: Any, why_not: str | None
+) -> dict[str, Any]:
+    """The JSON document of `explain --format json` (fields in docs/explain-json.md);
+    `why_not` keeps only that rule's rows."""
+    regions = to_jsonable(result.regions)
+    if why_not is not None:
+        for region in regions:
+            region["rules"] = [r for r in region["rules"] if r["name"] == why_not]
+            region["terms"] = [t for t in region["terms"] if t["rule"] == why_not]
+    resolved = scorer.resolved
+    return {
+        "version": 1,
+        "image": str(image),
+        "rulebook": str(rulebook),
+        "source": result.source,
+        "grid": list(result.image.shape),
+        "threshold": scorer.threshold,
+        "rules": list(scorer.rule_names),
+        "scales": {p: resolved.scales[p] for p in scorer.properties},
+        "residual": (
+            None
+            if result.source == "mask"
+            else {
+                "mu": result.mu,
+                "sigma": result.sigma,
+                "s": result.s,
+                "thresholds": result.thresholds,
+            }
+        ),
+        "why_not": why_not,
+        "pseudo_label_pixels": int(result.pseudo_label.sum()),
+        "regions": regions,
+    }

@@ -54,10 +54,10 @@ CALLS = textwrap.dedent(
     from kistrules.api import loads
     from kistrules.explain import explain_mask, explain_residual
 
-    scorer = loads(
+    scorer = compile_rulebook(resolve(loads(
         "scale gray = 255\\nthreshold 0.8\\n"
         "rule dark: if gray is low then anomalous (1)\\n"
-    ).compile()
+    )))
     image = np.full((16, 16), 200.0)
     image[4:8, 4:8] = 10.0
     residual = np.zeros((16, 16))

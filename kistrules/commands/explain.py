@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kistrules.cli import app, one_line_errors, stderr
+from kistrules.commands.common import one_line_errors, stderr
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
 
@@ -84,7 +84,12 @@ def run_explain(
         from kist_train.predict import load_run
 
         run = load_run(_existing(model, "run directory"), device=device)
-    scorer = rulebook.compile(device=str(run.device) if run is not None else device)
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    scorer = compile_rulebook(
+        resolve(rulebook), device=str(run.device) if run is not None else device
+    )
     if mask is not None:
         truth = read_mask(_existing(mask, "mask file"))
         return scorer, explain.explain_mask(scorer, image, truth)
@@ -111,41 +116,6 @@ def run_explain(
     return scorer, explain_model(scorer, image, run)
 
 
-def explain_document(scorer, result, *, image: Path, rulebook: Path, why_not: str | None) -> dict:
-    """The JSON document (fields documented in docs/explain-json.md)."""
-    from kistrules.explain import to_jsonable
-
-    regions = to_jsonable(result.regions)
-    if why_not is not None:
-        for region in regions:
-            region["rules"] = [r for r in region["rules"] if r["name"] == why_not]
-            region["terms"] = [t for t in region["terms"] if t["rule"] == why_not]
-    resolved = scorer.resolved
-    return {
-        "version": 1,
-        "image": str(image),
-        "rulebook": str(rulebook),
-        "source": result.source,
-        "grid": list(result.image.shape),
-        "threshold": scorer.threshold,
-        "rules": list(scorer.rule_names),
-        "scales": {p: resolved.scales[p] for p in scorer.properties},
-        "residual": (
-            None
-            if result.source == "mask"
-            else {
-                "mu": result.mu,
-                "sigma": result.sigma,
-                "s": result.s,
-                "thresholds": result.thresholds,
-            }
-        ),
-        "why_not": why_not,
-        "pseudo_label_pixels": int(result.pseudo_label.sum()),
-        "regions": regions,
-    }
-
-
 def _short_cf(region, why_not: str | None) -> str:
     """The nearest counterfactual among the rules that missed (or the focused rule's)."""
     rules = [r for r in region.rules if why_not is None or r.name == why_not]
@@ -160,7 +130,7 @@ def _short_cf(region, why_not: str | None) -> str:
     return reasons[0] if reasons and why_not is not None else "no single change fires a rule"
 
 
-def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
+def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
     """One table row per region; --verbose adds each region's properties, terms and rules."""
     from kistrules.explain import grade_text
 
@@ -247,7 +217,6 @@ def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> Non
     require_replaceable(out, command=command, ours=png_written_by(command))
 
 
-@app.command("explain")
 def explain_command(
     image: Annotated[Path, typer.Argument(help="The image to explain.")],
     rulebook: Annotated[Path, typer.Option("--rulebook", "-r", help="The .rules file.")],
@@ -297,6 +266,8 @@ def explain_command(
         )
         focus = _check_rule(why_not, scorer.rule_names, rulebook)
         if output_format is OutputFormat.json:
+            from kistrules.explain import explain_document
+
             document = explain_document(
                 scorer, result, image=image, rulebook=rulebook, why_not=focus
             )
@@ -305,7 +276,9 @@ def explain_command(
             print()
         else:
             title = f"{image.name}: regions from {result.source}"
-            render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)
+            print_explanation(
+                Console(), scorer, result, verbose=verbose, why_not=focus, title=title
+            )
         if out is not None:
             from kistrules.overlay import write_overlay
 
@@ -313,7 +286,6 @@ def explain_command(
             stderr.print(f"overlay written to {escape(str(written))}", highlight=False)
 
 
-@app.command("plot")
 def plot_command(
     rulebook: Annotated[Path, typer.Argument(help="The .rules file.")],
     out: Annotated[
@@ -334,7 +306,6 @@ def plot_command(
         stderr.print(f"membership plot written to {escape(str(written))}", highlight=False)
 
 
-@app.command("demo")
 def demo_command(
     out: Annotated[
         Path,

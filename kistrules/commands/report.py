@@ -13,10 +13,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.cli import app, one_line_errors, stderr
+from kistrules.commands.common import one_line_errors, stderr
 
 
-@app.command("report")
 def report_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `kistrules train`.")],
     out: Annotated[

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from kistrules.cli import app, one_line_errors, stderr
+from kistrules.commands.common import one_line_errors, stderr
 
 # The fields that mark a JSON file as an earlier output of a command: only such a file is
 # replaced by the command's --json (kistrules.outputs), never a user's file or an input.
@@ -30,7 +30,7 @@ def _check_json_out(path: Path, inputs: list[Path], *, command: str, fields: tup
 
 
 def _write_json(path: Path, data: dict, *, command: str, fields: tuple) -> None:
-    from kist_train.atomic import atomic_write_text
+    from kistrules.atomic import atomic_write_text
 
     _check_json_out(path, [], command=command, fields=fields)  # again: it may have appeared since
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,6 @@ def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | 
     return code
 
 
-@app.command("train")
 def train_command(
     data: Annotated[Path, typer.Option("--data", help="Data set root (train/good, ...).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
@@ -217,7 +216,6 @@ def train_command(
         typer.echo(str(run_dir))
 
 
-@app.command("predict")
 def predict_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     inputs: Annotated[
@@ -248,7 +246,6 @@ def predict_command(
     typer.echo(f"{len(written)} maps written to {out}")
 
 
-@app.command("evaluate")
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
@@ -282,7 +279,6 @@ def evaluate_command(
     stderr.print(f"written {target}", markup=False, highlight=False)
 
 
-@app.command("audit")
 def audit_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     rulebook: Annotated[Path, typer.Option("--rulebook", help=".rules file to audit.")],

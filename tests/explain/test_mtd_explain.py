@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 import kistrules.commands.explain  # noqa: F401 - registers explain
 from kistrules.api import load
 from kistrules.cli import app
+from kistrules.compiler import compile_rulebook
 from kistrules.regions import measure
+from kistrules.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 MTD = ROOT.parent / "shared" / "datasets" / "mtd"
@@ -45,7 +47,7 @@ def _explain(*args) -> dict:
 
 
 def _regrade(doc: dict) -> np.ndarray:
-    scorer = load(TUNED).compile()
+    scorer = compile_rulebook(resolve(load(TUNED)))
     raw = {
         name: torch.tensor([r["properties"][name]["raw"] for r in doc["regions"]])
         for name in doc["scales"]
@@ -82,7 +84,7 @@ def test_model_regions_equal_pseudo_labelling(fast_demo):
     labels = label_regions(
         working_tensor([image], run.size)[:, 0] * 255.0,
         residual_maps(run, [image]),
-        load(TUNED).compile(),
+        compile_rulebook(resolve(load(TUNED))),
         mu=run.mu_e,
         sigma=run.sigma_e,
         s=run.config.s,

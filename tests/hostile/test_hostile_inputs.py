@@ -60,9 +60,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
 
-_register_commands()
 RUNNER = CliRunner()
 KISTRULES = Path(sys.executable).with_name("kistrules")
 TINY = [

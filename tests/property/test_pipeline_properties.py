@@ -28,6 +28,7 @@ from kistrules.ast import ThresholdDef
 from kistrules.compiler import compile_rulebook
 from kistrules.pseudo_labels import label_regions
 from kistrules.regions import eq9_thresholds
+from kistrules.resolve import resolve
 
 
 def _load_scorer_strategies():
@@ -106,8 +107,8 @@ def with_threshold(book, alpha: float):
 def test_pipeline_labels_are_finite_inside_and_monotone_in_alpha(book, batch, alphas):
     images, residuals, mu, sigma, sizes = batch
     low, high = sorted(alphas)
-    strict = compile_rulebook(with_threshold(book, high))
-    lenient = compile_rulebook(with_threshold(book, low))
+    strict = compile_rulebook(resolve(with_threshold(book, high)))
+    lenient = compile_rulebook(resolve(with_threshold(book, low)))
     assert math.isclose(strict.threshold, high) and math.isclose(lenient.threshold, low)
 
     kwargs = {"mu": mu, "sigma": sigma, "s": 0.3, "original_sizes": sizes}
@@ -142,7 +143,7 @@ def test_pipeline_labels_are_finite_inside_and_monotone_in_alpha(book, batch, al
 def test_every_region_fires_at_alpha_zero_and_labels_all_region_pixels(book, batch):
     """alpha = 0: every region fires, so the mask is exactly the union of region pixels."""
     images, residuals, mu, sigma, sizes = batch
-    scorer = compile_rulebook(with_threshold(book, 0.0))
+    scorer = compile_rulebook(resolve(with_threshold(book, 0.0)))
     labels = label_regions(images, residuals, scorer, mu=mu, sigma=sigma, original_sizes=sizes)
     assert torch.equal(labels.mask, (torch.as_tensor(labels.table.labels) > 0).any(dim=1))
     event(f"regions: {len(labels.table) > 0}")

@@ -266,9 +266,8 @@ def test_two_gloo_processes_agree_and_match_one_process(dataset, tmp_path):
 def test_nproc_refuses_uneven_batches_in_one_line(dataset, tmp_path):
     from typer.testing import CliRunner
 
-    from kistrules.cli import _register_commands, app
+    from kistrules.cli import app
 
-    _register_commands()
     data, rulebook = dataset
     base = ["train", "--data", str(data), "--rulebook", str(rulebook), "--device", "cpu"]
     for extra, message in (
