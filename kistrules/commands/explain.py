@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from kist_train.config import DEVICE_HELP
 from kistrules.commands.common import one_line_errors, stderr
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
@@ -60,7 +61,7 @@ def run_explain(
     mu: float | None = None,
     sigma: float | None = None,
     s: float | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ):
     """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
     from kist_train.data import read_gray, read_mask
@@ -84,12 +85,12 @@ def run_explain(
         from kist_train.predict import load_run
 
         run = load_run(_existing(model, "run directory"), device=device)
+    from kist_train.device import resolve_device
     from kistrules.compiler import compile_rulebook
     from kistrules.resolve import resolve
 
-    scorer = compile_rulebook(
-        resolve(rulebook), device=str(run.device) if run is not None else device
-    )
+    on = run.device if run is not None else resolve_device(device)  # the one --device parser
+    scorer = compile_rulebook(resolve(rulebook), device=on)
     if mask is not None:
         truth = read_mask(_existing(mask, "mask file"))
         return scorer, explain.explain_mask(scorer, image, truth)
@@ -245,7 +246,7 @@ def explain_command(
         ),
     ] = None,
     why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Show an image's regions, what they measure, which rule fired and why others did not."""
     from rich.console import Console

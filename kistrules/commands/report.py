@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from kist_train.config import DEVICE_HELP
 from kistrules.commands.common import one_line_errors, stderr
 
 
@@ -45,7 +46,7 @@ def report_command(
             help="Evaluate every training phase (all) or only the last (last, faster).",
         ),
     ] = "all",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
     ] = 0,
