@@ -8,7 +8,7 @@ blobs and thin lines, squared like a reconstruction residual), gray images with
 texture and darker defects; thresholds of KIST eq. 9 with s = 0.3 from the maps'
 mean and standard deviation. Naive = per (image, threshold) `skimage.measure.label`
 and a Python loop over `regionprops`, with shape and symmetry from the plain-Python
-reference (tests/regions/reference.py). The benchmark checks that both give the
+reference (tests/reference/regions.py). The benchmark checks that both give the
 same numbers before it prints the throughput table.
 """
 
@@ -38,7 +38,7 @@ from kistrules.regions import eq9_thresholds, measure_regions  # noqa: E402
 
 
 def _load_reference():
-    path = ROOT / "tests" / "regions" / "reference.py"
+    path = ROOT / "tests" / "reference" / "regions.py"
     spec = importlib.util.spec_from_file_location("kistrules_regions_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,7 +6,7 @@ frame as `padded` (S, H + 2, W + 2), whose positive values are *global* region l
 gathered once into `Pixels`. The frame spares every neighbour lookup a bounds check.
 Kernels aggregate with `np.bincount` / `np.minimum.at` over pixels, runs or rays, and
 never loop over regions. The definitions are those of docs/measurement.md; the slow
-plain-Python versions that the tests compare against are in tests/regions/reference.py.
+plain-Python versions that the tests compare against are in tests/reference/regions.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`kistrules explain` on a real MTD test image: mask and model sources agree with the scorer.
 
-Needs the development split at ../shared/datasets/mtd (beside the repository);
+Needs the MTD development split (shared/datasets/mtd beside the repository);
 the test skips with a message when it is absent (it is never copied into the repo).
 """
 
@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.mtd,
     pytest.mark.skipif(
         not (MTD / "test" / "blowhole").is_dir(),
-        reason=f"MTD development split not found at {MTD} (../shared is absent)",
+        reason=f"MTD development split not found at {MTD} (the shared data set is absent)",
     ),
 ]
 

@@ -15,9 +15,7 @@ training uses. Whatever the input:
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,18 +27,8 @@ from kistrules.compiler import compile_rulebook
 from kistrules.pseudo_labels import label_regions
 from kistrules.regions import eq9_thresholds
 from kistrules.resolve import resolve
+from tests.scorer import strategies as S
 
-
-def _load_scorer_strategies():
-    # Loaded by path: a bare `import strategies` could resolve to another tests/ module.
-    path = Path(__file__).parents[1] / "scorer" / "strategies.py"
-    spec = importlib.util.spec_from_file_location("kistrules_scorer_strategies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-S = _load_scorer_strategies()
 ALPHAS = [i / 20 for i in range(21)]
 
 

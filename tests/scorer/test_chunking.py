@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from kistrules.compiler import compile_rulebook
 from kistrules.membership import MISSING, grade_set, trapezoid_edges
 from kistrules.resolve import resolve
+from tests.reference import scorer as reference
 
-from . import paper, reference
+from . import paper
 from .strategies import GRID, and_, not_, or_, rule, rulebook, rulebooks, set_def, term
 
 FIELDS = ("grade", "rules", "fired", "winner")
