@@ -52,7 +52,9 @@ CALLS = textwrap.dedent(
     import numpy as np
 
     from kistrules.api import loads
+    from kistrules.compiler import compile_rulebook
     from kistrules.explain import explain_mask, explain_residual
+    from kistrules.resolve import resolve
 
     scorer = compile_rulebook(resolve(loads(
         "scale gray = 255\\nthreshold 0.8\\n"
