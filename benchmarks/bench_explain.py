@@ -28,6 +28,9 @@ from pathlib import Path
 
 import torch
 
+from kistrules.compiler import compile_rulebook
+from kistrules.resolve import resolve
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,7 +100,9 @@ def main() -> None:
     torch.set_num_threads(1)  # one region at a time: threads only add overhead
     rows = []
     for count in counts:
-        scorer = loads(generate(count, seed=args.seed), f"bench{count}.rules").compile()
+        scorer = compile_rulebook(
+            resolve(loads(generate(count, seed=args.seed), f"bench{count}.rules"))
+        )
         raw = regions(scorer, args.regions, args.seed)
         wall, cpu, out = explain_once(scorer, raw)
         missed = sum(not r.reaches_threshold for e in out for r in e.rules)

@@ -8,7 +8,7 @@ blobs and thin lines, squared like a reconstruction residual), gray images with
 texture and darker defects; thresholds of KIST eq. 9 with s = 0.3 from the maps'
 mean and standard deviation. Naive = per (image, threshold) `skimage.measure.label`
 and a Python loop over `regionprops`, with shape and symmetry from the plain-Python
-reference (tests/regions/reference.py) and the other properties by per-region numpy
+reference (tests/reference/regions.py) and the other properties by per-region numpy
 and scipy code on the region's window (`naive_extras`). The benchmark checks that
 both give the same numbers before it prints the throughput table.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib.util
 import io
 import pstats
 import sys
@@ -36,17 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from kistrules.builtins import PAPER_PROPERTIES, PROPERTIES  # noqa: E402
 from kistrules.regions import eq9_thresholds, measure_regions  # noqa: E402
-
-
-def _load_reference():
-    path = ROOT / "tests" / "regions" / "reference.py"
-    spec = importlib.util.spec_from_file_location("kistrules_regions_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+from tests.reference import regions as ref  # noqa: E402
 
 
 def synthetic_batch(batch: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ Grades N regions with the KIST paper's MTD rulebook (Table I, third column):
 - peer: pyfuzzylite 8's vectorised engine (numpy arrays as input values,
   `RuleBlock.activate()`; Minimum conjunction, AlgebraicProduct implication,
   rule weights = TV, Maximum aggregation), standardisation included.
-- ours: `kistrules.compiler.compile_rulebook(..., dtype=float32)` on the CPU,
+- ours: `kistrules.compiler.compile_rulebook(resolve(...), dtype=float32)` on the CPU,
   fed the float64 tensors a RegionTable holds (conversion included).
 
 All three are checked to agree before anything is timed. Run:

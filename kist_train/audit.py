@@ -220,7 +220,10 @@ def audit_rulebook(
     rulebook_path = Path(rulebook_path)
     require_regular_file(rulebook_path, "rulebook")  # missing, a folder or a FIFO: one line
     run = load_run(run_dir, device=device, phase=phase)
-    scorer = load(rulebook_path).compile(device=run.device)
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    scorer = compile_rulebook(resolve(load(rulebook_path)), device=run.device)
     return audit_scorer(
         run,
         scorer,
@@ -248,9 +251,9 @@ def audit_scorer(
     checkpoint holds; `audit_rulebook` audits a file.
     """
     from kist_train.data import working_tensor
-    from kist_train.engine import residuals_of
-    from kist_train.pseudo_labels import label_regions, rule_masks
+    from kist_train.residuals import label_residuals
     from kistrules.errors import DataError
+    from kistrules.pseudo_labels import rule_masks
 
     items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:
@@ -268,15 +271,15 @@ def audit_scorer(
         chunk = items[start : start + batch_size]
         masks = [item.mask() for item in chunk]
         x = working_tensor(chunk, run.size, device=run.device)
-        residuals = residuals_of(run.model, x, batch_size=batch_size)
-        labels = label_regions(
-            x[:, 0] * 255.0,
-            residuals,
+        labels = label_residuals(
+            run.model,
+            x,
             scorer,
             mu=run.mu_e,
             sigma=run.sigma_e,
             s=run.config.s,
             original_sizes=[item.shape for item in chunk],
+            batch_size=batch_size,
         )
         thresholds = tuple(float(t) for t in labels.thresholds)
         by_rule = rule_masks(labels, scorer)

@@ -40,10 +40,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from kist_train.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from kist_train.device import resolve_device
 from kist_train.models import ModelConfig, build_model
 from kist_train.sealed_json import read_json, sealed_text, unseal
+from kistrules.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from kistrules.errors import CheckpointError
 
 __all__ = [

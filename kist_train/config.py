@@ -17,6 +17,8 @@ from kistrules.errors import UsageError
 MODELS = ("cae", "unet")
 MAX_SIZE = 8192  # working size in pixels; larger images are refused anyway (data.MAX_PIXELS)
 PUSH_MODES = ("paper", "margin")
+# The --device of every command (kist_train.device.resolve_device parses it).
+DEVICE_HELP = "auto (CUDA when available) | cpu | cuda | cuda:N"
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in them.
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "checkpoint_minutes"})
@@ -44,53 +46,109 @@ INITIAL_FIELDS = (
 )
 
 
+def _option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    off: str | None = None,
+    required: bool = False,
+    path: bool = False,
+) -> Any:
+    """A field that is also an option of `kistrules train` (see `option_flag`, `to_argv`).
+
+    flag: the option's name when it is not --field-name; aliases: more names;
+    off: the flag that sets a bool option to False; required: the command needs it
+    (the dataclass default "" is then only for a config built in code); path: the
+    command takes a path (normalised, as pathlib does).
+    """
+    metadata = {"help": help, "flag": flag, "aliases": aliases, "off": off}
+    return dataclasses.field(
+        default=default, metadata={**metadata, "required": required, "path": path}
+    )
+
+
+def option_flag(field: dataclasses.Field) -> str:
+    """The `kistrules train` flag of a TrainConfig field (--field-name unless it says)."""
+    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One KIST (or baseline) training run.
 
-    The defaults follow kist-method.md and the prototype findings: a bounded push
+    Every field is an option of `kistrules train` (kistrules.commands.train builds
+    them from the metadata that `_option` gives each field: help, flag, default).
+    The defaults follow the method's description and the prototype findings: a bounded push
     ("margin", fixed from the initial model at mu_e + margin_sigmas * sigma_e),
     labels frozen after the first labelling, 8 anomalous images in each batch of 32.
     `baseline=True` is the equal-training control: the same phases, batches and
     learning-rate schedule with lambda = 0.
     """
 
-    data: str = ""
-    out: str = ""
-    rulebook: str | None = None
-    model: str = "cae"
-    width: int = 32
-    depth: int = 4
-    # U-Net only: finest level with a skip (0 = full resolution, which learns the identity).
-    skip_from: int = 2
-    size: int = 128
-    epochs: int = 50
-    iterations: int = 5
-    update_epochs: int = 4
-    batch_size: int = 32
-    anomalous_per_batch: int = 8
-    lr: float = 1e-3
-    update_lr: float = 3e-4
-    lam: float = 1.0
-    push: str = "margin"
-    margin_sigmas: float = 3.0
-    s: float = 0.3
-    seed: int = 0
-    device: str = "auto"
-    baseline: bool = False
-    freeze_labels: bool = True
-    workers: int = 0
+    data: str = _option("", "Data set root (train/good, ...).", required=True, path=True)
+    out: str = _option("", "Run directory to create.", required=True, path=True)
+    rulebook: str | None = _option(None, ".rules file (not needed with --baseline).", path=True)
+    model: str = _option("cae", "cae | unet")
+    width: int = _option(32, "Channels of the first level.")
+    depth: int = _option(4, "Down-sampling levels.")
+    skip_from: int = _option(
+        2, "U-Net: finest level with a skip (0 = full resolution; copies input)."
+    )
+    size: int = _option(128, "Square working size in pixels.")
+    epochs: int = _option(50, "Epochs of the initial model (eq. 8).")
+    iterations: int = _option(5, "Self-training iterations I.")
+    update_epochs: int = _option(4, "Epochs per update phase.")
+    batch_size: int = _option(32, "Images per batch.")
+    anomalous_per_batch: int = _option(8, "Anomalous images in each update batch.")
+    lr: float = _option(1e-3, "Learning rate of the initial phase.")
+    update_lr: float = _option(3e-4, "Learning rate of the update phases.")
+    lam: float = _option(1.0, "lambda of eq. 13.")
+    push: str = _option("margin", "paper (eq. 13 as printed) | margin (bounded)")
+    margin_sigmas: float = _option(3.0, "Margin = mu_e + this * sigma_e of the initial model.")
+    # --s is a prefix of torchrun's own options (its argparse would take it): a relaunch
+    # passes --threshold-step.
+    s: float = _option(
+        0.3, "Threshold step of eq. 9, in sigmas.", flag="--threshold-step", aliases=("--s",)
+    )
+    seed: int = _option(0, "Random seed.")
+    device: str = _option("auto", DEVICE_HELP)
+    baseline: bool = _option(False, "Equal-training control: lambda = 0.")
+    freeze_labels: bool = _option(
+        True,
+        "Keep the first pseudo-labels, or relabel every iteration.",
+        off="--recompute-labels",
+    )
+    workers: int = _option(0, "Threads decoding images.")
     # torch intra-op threads; 0 keeps torch's default. On a shared or oversubscribed CPU,
     # 1 can be several times faster than 2 (OpenMP threads spin waiting for each other).
-    threads: int = 0
+    threads: int = _option(0, "torch CPU threads (0 = torch default; 1 on a busy machine).")
     # Minutes between partial checkpoints inside a phase (at an epoch boundary, under
     # RUN_DIR/partial): a killed run, which cannot save on the way out, loses at most
     # this much of the phase in flight. 0 saves only on SIGINT.
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = _option(
+        10.0, "Save the phase in flight this often (at an epoch end; 0 = only on Ctrl-C)."
+    )
     # Run directory whose "initial" phase this run starts from instead of training its own
     # (the options in INITIAL_FIELDS must match): the baseline and KIST arms then share
     # one initial model, trained once, exactly as two uninterrupted runs would.
-    init_from: str | None = None
+    init_from: str | None = _option(
+        None,
+        "Start from the initial model of this run (same model, size, epochs, seed).",
+        path=True,
+    )
+
+    def to_argv(self) -> list[str]:
+        """The `kistrules train` options that give this config (the torchrun relaunch)."""
+        argv: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                argv += [option_flag(f)] if value else [f.metadata["off"]] * bool(f.metadata["off"])
+            elif value is not None:
+                argv += [option_flag(f), str(value)]
+        return argv
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (field order preserved)."""
@@ -188,3 +246,11 @@ class TrainConfig:
             for f in fields(self)
             if f.name not in RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
         ]
+
+
+def phase_names(iterations: int) -> list[str]:
+    """The phases of a run in order: initial, labels_1, update_1, ..., update_I."""
+    names = ["initial"]
+    for i in range(1, iterations + 1):
+        names += [f"labels_{i}", f"update_{i}"]
+    return names

@@ -1,4 +1,4 @@
-"""Data sets in the MVTec AD layout plus weakly labelled anomalies (kist-method.md).
+"""Data sets in the MVTec AD layout plus weakly labelled anomalies (the KIST method).
 
 ```
 DATASET/

@@ -313,7 +313,7 @@ class _Determinism:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from kist_train.atomic import atomic_write_text
+    from kistrules.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
@@ -425,7 +425,7 @@ def run_demo(
             highlight=False,
         )
         rulebook = out / "demo.rules"
-        from kist_train.atomic import atomic_write_text
+        from kistrules.atomic import atomic_write_text
 
         with _recording(manifest, rulebook):
             atomic_write_text(rulebook, demo_rules_text())
@@ -470,7 +470,10 @@ def run_demo(
         title = f"results, % (seed {seed}); control = the same training with lambda = 0"
         console.print(results_table(baseline, kist, title=title))
         console.print(f"[6/{steps}] explaining one test image and plotting the rulebook ...")
-        scorer = load(rulebook).compile(device="cpu")
+        from kistrules.compiler import compile_rulebook
+        from kistrules.resolve import resolve
+
+        scorer = compile_rulebook(resolve(load(rulebook)), device="cpu")
         pictures = [out / name for name in ("explain_mask.png", "explain_model.png", "sets.png")]
         with _recording(manifest, *pictures):
             overlay, model_overlay = _explain_example(scorer, data, arms["kist"], out)
@@ -514,9 +517,10 @@ def example_image(data: Path) -> tuple[Path, Path]:
 
 def _explain_example(scorer, data: Path, run_dir: Path, out: Path) -> tuple[Path, Path]:
     from kist_train.data import read_gray, read_mask
+    from kist_train.explain import explain_model
     from kist_train.predict import load_run
-    from kistrules.commands.explain import write_overlay
-    from kistrules.explain import explain_mask, explain_model
+    from kistrules.explain import explain_mask
+    from kistrules.overlay import write_overlay
 
     image_path, mask_path = example_image(data)
     image = read_gray(image_path)

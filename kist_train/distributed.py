@@ -333,31 +333,6 @@ def update_step_loss(
 # ----------------------------------------------------------------- statistics and labels
 
 
-@torch.no_grad()
-def residual_statistics(
-    ctx: Distributed, model: nn.Module, x: torch.Tensor, *, batch_size: int
-) -> tuple[float, float]:
-    """mu_e, sigma_e (eq. 9) over all ranks: float64 sums of this rank's shard, all-reduced."""
-    import math
-
-    part = x[ctx.shard(x.shape[0])]
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    total_sq = torch.zeros((), dtype=torch.float64, device=x.device)
-    count = 0
-    for start in range(0, part.shape[0], batch_size):
-        batch = part[start : start + batch_size]
-        res = ((model(batch) - batch) ** 2).double()
-        total += res.sum()
-        total_sq += (res * res).sum()
-        count += res.numel()
-    model.train(was_training)
-    total_v, sq_v, count_v = ctx.all_sum([float(total), float(total_sq), count], x.device)
-    mu = total_v / count_v
-    return mu, math.sqrt(max(sq_v / count_v - mu * mu, 0.0))
-
-
 def label_shards(
     ctx: Distributed,
     model: nn.Module,
@@ -376,28 +351,27 @@ def label_shards(
     Returns the (Na, S, S) bool labels of all images and the label_statistics dict,
     identical on every rank.
     """
-    from kist_train.engine import residuals_of
     from kist_train.pseudo_labels import (
         confusion,
-        label_regions,
         label_statistics,
         precision_recall,
         upsample_mask,
     )
+    from kist_train.residuals import label_residuals
 
     n = anomalous.shape[0]
     part = ctx.shard(n)
     images = anomalous[part]
     if images.shape[0]:
-        residuals = residuals_of(model, images, batch_size=batch_size)
-        labels = label_regions(
-            images[:, 0] * 255.0,
-            residuals,
+        labels = label_residuals(
+            model,
+            images,
             scorer,
             mu=mu,
             sigma=sigma,
             s=s,
             original_sizes=list(sizes[part]),
+            batch_size=batch_size,
         )
         mask = labels.mask.to(torch.uint8)
         stats = label_statistics(labels, scorer)

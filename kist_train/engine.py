@@ -37,39 +37,24 @@ shard through DDP; rank 0 alone writes. A 1-process run takes the original path.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from kist_train.augment import augment_labelled, augment_normal
-from kist_train.config import TrainConfig
+from kist_train.config import TrainConfig, phase_names
+from kist_train.phase_store import PhaseState
+from kist_train.progress import print_labels, print_phase, progress_bar
 from kistrules.errors import CheckpointError, UsageError
-
-if TYPE_CHECKING:
-    from kist_train.checkpoints import Checkpoint
-
-LOG_FILE = "log.jsonl"  # the log for people; resume reads the log of the checkpoint
-PARTIAL_DIR = "partial"  # RUN_DIR/partial: the interrupted phase at an epoch boundary
-
-
-def phase_names(iterations: int) -> list[str]:
-    """The phases of a run in order: initial, labels_1, update_1, ..., update_I."""
-    names = ["initial"]
-    for i in range(1, iterations + 1):
-        names += [f"labels_{i}", f"update_{i}"]
-    return names
 
 
 class Interrupted(KeyboardInterrupt):
@@ -121,22 +106,17 @@ class _Data:
     anomalous_truth: list[np.ndarray] | None  # original-size masks, when they exist
 
 
-@dataclass
-class _State:
-    """Mutable state of a run; what a checkpoint must hold to resume."""
+@dataclass(frozen=True)
+class _Ddp:
+    """DDP (kist_train.distributed): this rank's context and the module training steps
+    call (the DDP wrapper of the model); a 1-process run has world_size 1 and net None."""
 
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    normal_gen: torch.Generator
-    anomalous_gen: torch.Generator
-    labels: torch.Tensor | None = None  # (Na, S, S) bool
-    stats: dict[str, Any] = field(default_factory=dict)  # mu_e, sigma_e, margin, ...
-    log: list[dict[str, Any]] = field(default_factory=list)
-    # DDP (kist_train.distributed): this rank's context and the module training steps call
-    # (the DDP wrapper of `model`); a 1-process run has world_size 1 and net None.
-    dist: Any = None
-    net: torch.nn.Module | None = None
-    sigint: _Sigint | None = None  # set while train() runs its phases
+    ctx: Any
+    net: torch.nn.Module | None
+
+    @property
+    def active(self) -> bool:
+        return self.ctx.active
 
 
 # ----------------------------------------------------------------- small pieces
@@ -144,112 +124,6 @@ class _State:
 
 def _epoch_batches(n: int, chunk: int, gen: torch.Generator) -> list[torch.Tensor]:
     return list(torch.randperm(n, generator=gen).split(chunk)) if n else []
-
-
-@torch.no_grad()
-def residuals_of(model: torch.nn.Module, x: torch.Tensor, *, batch_size: int) -> torch.Tensor:
-    """e(x) = (G(x) - x)^2 for (N, 1, S, S) in eval mode, returned as (N, S, S)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size]
-        out.append(((model(batch) - batch) ** 2)[:, 0])
-    model.train(was_training)
-    return torch.cat(out) if out else x.new_zeros((0, *x.shape[-2:]))
-
-
-@torch.no_grad()
-def residual_statistics(
-    model: torch.nn.Module, x: torch.Tensor, *, batch_size: int
-) -> tuple[float, float]:
-    """mu_e, sigma_e of e(x) over every pixel of the normal training images (eq. 9)."""
-    total = 0.0
-    total_sq = 0.0
-    count = 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size]
-        res = ((model(batch) - batch) ** 2).double()
-        total += float(res.sum())
-        total_sq += float((res * res).sum())
-        count += res.numel()
-    model.train(was_training)
-    mu = total / count
-    var = max(total_sq / count - mu * mu, 0.0)
-    return mu, math.sqrt(var)
-
-
-def _write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
-    from kist_train.atomic import atomic_write_text
-
-    text = "".join(json.dumps(entry, sort_keys=False) + "\n" for entry in entries)
-    atomic_write_text(run_dir / LOG_FILE, text)
-
-
-def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The entries of RUN_DIR/log.jsonl (empty when there is none)."""
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-# ----------------------------------------------------------------- run directory
-
-
-def _prepare_run_dir(config: TrainConfig, *, resume: bool, force: bool, held: ExitStack) -> Path:
-    """Create or check the run dir and take its writer lock (held in `held` until train()
-    returns): never touch a directory that is not a run, nor a run without resume or force."""
-    from kist_train import rundir
-
-    run_dir = Path(config.out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: --out exists and is not a directory")
-    # Before the lock file is created: a folder that is not a run gets nothing written.
-    if not rundir.has_marker(run_dir) and not rundir.unclaimed(run_dir):
-        raise rundir.not_a_run(run_dir)
-    if resume and not rundir.has_marker(run_dir):
-        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    held.enter_context(rundir.lock(run_dir))
-    # Checked again under the lock: another writer may have come and gone meanwhile.
-    if rundir.has_marker(run_dir):
-        stored = _stored_config(run_dir)
-        if resume:
-            diff = config.differences(stored)
-            if diff:
-                raise CheckpointError(
-                    f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
-                    "resume with the same options or train elsewhere"
-                )
-            return run_dir
-        if not force:
-            raise CheckpointError(
-                f"{run_dir}: already holds a run; pass --resume to continue it "
-                "or --force to replace it"
-            )
-        rundir.clear(run_dir)  # refuses, deleting nothing, if anything foreign is there
-    elif resume:
-        raise CheckpointError(f"{run_dir}: no run to resume (no {rundir.MARKER})")
-    elif not rundir.unclaimed(run_dir):
-        raise rundir.not_a_run(run_dir)
-    rundir.write_marker(run_dir, config.to_dict())
-    return run_dir
-
-
-def _stored_config(run_dir: Path) -> TrainConfig:
-    """The options a run was started with, from its marker (validated)."""
-    from kist_train import rundir
-
-    try:
-        return TrainConfig.from_dict(rundir.read_marker(run_dir)).validate()
-    except UsageError as err:
-        raise CheckpointError(f"{run_dir / rundir.MARKER}: {err}") from err
-
-
-# ----------------------------------------------------------------- data
 
 
 def _load_data(config: TrainConfig, device: torch.device, console) -> tuple[_Data, Any]:
@@ -285,33 +159,13 @@ def _load_scorer(config: TrainConfig, device: torch.device) -> tuple[Any, str | 
     path = Path(config.rulebook)
     require_regular_file(path, "rulebook")  # missing, a folder or a FIFO: one line
     rulebook = load(path)
-    return rulebook.compile(device=device), path.read_text(encoding="utf-8")
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    return compile_rulebook(resolve(rulebook), device=device), path.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------- phases
-
-
-def _progress(console, enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.5f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=True,
-    )
 
 
 # Called by the loops after each epoch but the last with (epochs done, the loss figures
@@ -321,9 +175,10 @@ EpochEnd = Callable[[int, dict[str, Any]], None]
 
 def _run_initial(
     config: TrainConfig,
-    state: _State,
+    state: PhaseState,
     data: _Data,
     bar,
+    ddp: _Ddp,
     *,
     epoch_end: EpochEnd | None = None,
     partial: dict[str, Any] | None = None,
@@ -349,8 +204,8 @@ def _run_initial(
         epoch_loss, batches = 0.0, 0
         for index in _epoch_batches(n, config.batch_size, state.normal_gen):
             x = augment_normal(data.normal[index.to(data.normal.device)], state.normal_gen)
-            if state.net is not None:  # DDP: this rank's shard of the global batch
-                loss, logged = initial_step_loss(state.dist, state.net, x)
+            if ddp.net is not None:  # DDP: this rank's shard of the global batch
+                loss, logged = initial_step_loss(ddp.ctx, ddp.net, x)
             else:
                 loss = reconstruction_loss(state.model(x), x)
                 logged = float(loss.detach())
@@ -368,10 +223,11 @@ def _run_initial(
 
 
 def _run_labels(
-    config: TrainConfig, state: _State, data: _Data, scorer, iteration: int
+    config: TrainConfig, state: PhaseState, data: _Data, scorer, iteration: int, ddp: _Ddp
 ) -> dict[str, Any]:
     """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
-    from kist_train.pseudo_labels import label_regions, label_statistics
+    from kist_train.pseudo_labels import label_statistics
+    from kist_train.residuals import label_residuals
 
     batch = max(config.batch_size, 64)
     # Statistics of the current model, computed at the end of the previous phase.
@@ -394,11 +250,11 @@ def _run_labels(
         if previous is not None:
             entry["labels"] = previous["labels"]
         return entry
-    if state.net is not None:  # DDP: label this rank's shard, gather masks and figures
+    if ddp.net is not None:  # DDP: label this rank's shard, gather masks and figures
         from kist_train.distributed import label_shards
 
         state.labels, entry["labels"] = label_shards(
-            state.dist,
+            ddp.ctx,
             state.model,
             data.anomalous,
             scorer,
@@ -411,15 +267,15 @@ def _run_labels(
         )
         entry["labelled"] = True
         return entry
-    residuals = residuals_of(state.model, data.anomalous, batch_size=batch)
-    labels = label_regions(
-        data.anomalous[:, 0] * 255.0,
-        residuals,
+    labels = label_residuals(
+        state.model,
+        data.anomalous,
         scorer,
         mu=mu,
         sigma=sigma,
         s=config.s,
         original_sizes=data.anomalous_sizes,
+        batch_size=batch,
     )
     state.labels = labels.mask.to(data.anomalous.device)
     entry["labelled"] = True
@@ -429,10 +285,11 @@ def _run_labels(
 
 def _run_update(
     config: TrainConfig,
-    state: _State,
+    state: PhaseState,
     data: _Data,
     bar,
     iteration: int,
+    ddp: _Ddp,
     *,
     epoch_end: EpochEnd | None = None,
     partial: dict[str, Any] | None = None,
@@ -488,10 +345,10 @@ def _run_update(
                 pl = torch.cat([pl, la])
             is_normal = torch.zeros(x.shape[0], dtype=torch.bool, device=device)
             is_normal[: index.numel()] = True
-            if state.net is not None:  # DDP: this rank's shard of the global batch
+            if ddp.net is not None:  # DDP: this rank's shard of the global batch
                 loss, logged = update_step_loss(
-                    state.dist,
-                    state.net,
+                    ddp.ctx,
+                    ddp.net,
                     x,
                     is_normal,
                     pl,
@@ -526,222 +383,13 @@ def _run_update(
     }
 
 
-# ----------------------------------------------------------------- checkpoints
-
-
-def _meta(config: TrainConfig, state: _State, model_config, rulebook_text, phase, data) -> dict:
-    sha = hashlib.sha256(rulebook_text.encode("utf-8")).hexdigest() if rulebook_text else None
-    mu = state.stats.get("mu_e")
-    sigma = state.stats.get("sigma_e")
-    return {
-        "phase": phase,
-        "phases": phase_names(config.iterations),
-        "config": config.to_dict(),
-        "model": model_config.to_dict(),
-        "size": config.size,
-        "mu_e": mu,
-        "sigma_e": sigma,
-        "initial_mu_e": state.stats.get("initial_mu_e"),
-        "initial_sigma_e": state.stats.get("initial_sigma_e"),
-        "margin": state.stats.get("margin"),
-        "overlay_vmax": (mu + 6.0 * sigma) if mu is not None else None,
-        "rulebook_text": rulebook_text,
-        "rulebook_sha256": sha,
-        "n_train_good": int(data.normal.shape[0]),
-        "n_train_anomalous": int(data.anomalous.shape[0]),
-        "log": [dict(entry) for entry in state.log],  # resume restores it from here
-    }
-
-
-def _save_phase(
-    root: Path, phase: str, state: _State, meta: dict[str, Any], *, write_log: bool = True
-) -> None:
-    """One checkpoint holds everything of the phase (kist_train.checkpoints writes its
-    record last): weights, optimiser, generators and labels as tensors; the log in meta."""
-    from kist_train.checkpoints import save_checkpoint
-
-    extra = {
-        "normal_gen": state.normal_gen.get_state(),
-        "anomalous_gen": state.anomalous_gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    if state.labels is not None:
-        extra["labels"] = state.labels.to(torch.uint8)
-    if write_log:
-        _write_log(root, state.log)
-    save_checkpoint(
-        root, phase, state.model, meta, optimizer_state=state.optimizer.state_dict(), extra=extra
-    )
-
-
-def _save_phase_on_main(
-    run_dir: Path, phase: str, state: _State, meta: dict[str, Any], *, partial: bool = False
-) -> None:
-    """Rank 0 alone writes (a 1-process run is rank 0); the other ranks wait for it.
-
-    A complete phase drops RUN_DIR/partial (now stale); a partial one is written there,
-    without the log file (the phase's entry does not exist yet).
-    """
-    if state.dist is None or state.dist.is_main:
-        if partial:
-            _save_phase(run_dir / PARTIAL_DIR, phase, state, meta, write_log=False)
-        else:
-            _save_phase(run_dir, phase, state, meta)
-            _drop_partial(run_dir)
-    if state.dist is not None:
-        state.dist.barrier()
-
-
-def _drop_partial(run_dir: Path) -> None:
-    """Delete RUN_DIR/partial, records first (a record never outlives its tensors)."""
-    partial = run_dir / PARTIAL_DIR
-    for record in sorted((partial / "checkpoints").glob("*.json")):
-        record.unlink(missing_ok=True)
-    shutil.rmtree(partial, ignore_errors=True)
-
-
-def _interrupt_requested(state: _State, device: torch.device) -> bool:
-    """Whether SIGINT arrived; under DDP every rank must agree, so the flags are summed."""
-    return _agreed(state, device, [state.sigint is not None and state.sigint.requested])[0]
-
-
-def _agreed(state: _State, device: torch.device, flags: list[bool]) -> list[bool]:
+def _agreed(ddp: _Ddp, device: torch.device, flags: list[bool]) -> list[bool]:
     """`flags`, each true when it is true on any rank (one all-reduce under DDP), so that
     every rank takes the same branch (a checkpoint has a barrier)."""
-    if state.dist is not None and state.dist.active:
-        sums = state.dist.all_sum([1.0 if f else 0.0 for f in flags], device)
+    if ddp.active:
+        sums = ddp.ctx.all_sum([1.0 if f else 0.0 for f in flags], device)
         return [total > 0 for total in sums]
     return flags
-
-
-def _partial_of(
-    run_dir: Path, config: TrainConfig, phase: str
-) -> tuple[Checkpoint, dict[str, Any]] | None:
-    """The checkpoint an interrupted `phase` left in RUN_DIR/partial and its loop position
-    ({"epochs_done", ...}, checked against `config`), or None."""
-    from kist_train.checkpoints import read_checkpoint
-
-    partial_dir = run_dir / PARTIAL_DIR
-    if not (partial_dir / "checkpoints" / f"{phase}.json").is_file():
-        return None
-    checkpoint = read_checkpoint(partial_dir, phase)
-    position = checkpoint.meta.get("partial")
-    epochs = config.epochs if phase == "initial" else config.update_epochs
-    done = position.get("epochs_done") if isinstance(position, dict) else None
-    if not (_is_int(done) and 1 <= done < epochs):
-        raise CheckpointError(f"{checkpoint.path}: partial checkpoint of {phase!r} lacks its epoch")
-    if phase == "initial":
-        losses = position.get("loss_per_epoch")
-        good = isinstance(losses, list) and len(losses) == done and all(map(_is_finite, losses))
-    else:
-        sums = position.get("sums")
-        good = (
-            isinstance(sums, dict)
-            and sorted(sums) == ["normal", "push", "total"]
-            and all(map(_is_finite, sums.values()))
-            and _is_int(position.get("steps"))
-            and position["steps"] >= 0
-        )
-    if not good:
-        raise CheckpointError(f"{checkpoint.path}: partial checkpoint of {phase!r} is malformed")
-    return checkpoint, position
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_meta(
-    checkpoint: Checkpoint, phase: str, log_phases: list[str], config: TrainConfig | None
-) -> dict[str, Any]:
-    """Validate every field of a checkpoint's meta that resume uses, naming its record.
-
-    `config`: the run's own options, which the checkpoint must have been trained with
-    (None for the --init-from run, checked by _check_init_from). `log_phases`: the
-    phases the stored log must list, in order.
-    """
-    meta, where = checkpoint.meta, checkpoint.path
-
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{where}: {what}")
-
-    if meta.get("phase") != phase:
-        raise bad(f"holds phase {meta.get('phase')!r}, not {phase!r}")
-    if config is not None:
-        try:
-            stored = TrainConfig.from_dict(meta.get("config"))
-        except UsageError as err:
-            raise bad(str(err)) from err
-        diff = config.differences(stored)
-        if diff or meta.get("phases") != phase_names(config.iterations):
-            raise bad(f"belongs to another run (options differ: {', '.join(diff) or 'phases'})")
-    for key in ("mu_e", "sigma_e", "initial_mu_e", "initial_sigma_e", "margin"):
-        value = meta.get(key)
-        if value is not None and not _is_finite(value):
-            raise bad(f"{key} must be a finite number, not {value!r}")
-        if key.endswith(("mu_e", "sigma_e")) and value is not None and value < 0:
-            raise bad(f"{key} must be >= 0, not {value!r}")
-    if phase != "initial" and (meta.get("mu_e") is None or meta.get("sigma_e") is None):
-        raise bad("lacks the residual statistics mu_e, sigma_e")
-    sha = meta.get("rulebook_sha256")
-    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
-        raise bad("rulebook_sha256 is malformed")
-    log = meta.get("log")
-    if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
-        raise bad("log is not a list of entries")
-    if [entry.get("phase") for entry in log] != log_phases:
-        raise bad(f"log does not list the phases {log_phases}")
-    return meta
-
-
-def _restore(
-    checkpoint: Checkpoint,
-    phase: str,
-    state: _State,
-    data: _Data,
-    log_phases: list[str],
-    config: TrainConfig | None,
-) -> None:
-    """Put a verified checkpoint into `state`, each field validated first."""
-    from kist_train.checkpoints import load_weights
-
-    meta = _check_meta(checkpoint, phase, log_phases, config)
-    where = checkpoint.path
-    load_weights(state.model, checkpoint.weights, where)
-    if checkpoint.optimizer is not None:
-        try:
-            state.optimizer.load_state_dict(checkpoint.optimizer)
-        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
-            raise CheckpointError(f"{where}: optimizer state does not fit the model") from err
-    extra = checkpoint.extra
-    size = data.normal.shape[-1]
-    expected = {
-        "normal_gen": state.normal_gen.get_state(),
-        "anomalous_gen": state.anomalous_gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    if "labels" in extra:
-        expected["labels"] = torch.zeros((data.anomalous.shape[0], size, size), dtype=torch.uint8)
-    for key, like in expected.items():
-        got = extra.get(key)
-        if got is None or got.dtype != like.dtype or got.shape != like.shape:
-            raise CheckpointError(f"{where}: {key} is missing or has the wrong shape")
-    try:
-        state.normal_gen.set_state(extra["normal_gen"])
-        state.anomalous_gen.set_state(extra["anomalous_gen"])
-        torch.set_rng_state(extra["torch_rng"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{where}: a generator state is invalid") from err
-    if "labels" in extra:
-        state.labels = extra["labels"].to(device=data.anomalous.device, dtype=torch.bool)
-    for key in ("mu_e", "sigma_e", "initial_mu_e", "initial_sigma_e", "margin"):
-        if meta.get(key) is not None:
-            state.stats[key] = float(meta[key])
-    state.log = [dict(entry) for entry in meta["log"]]
 
 
 # ----------------------------------------------------------------- the loop
@@ -776,7 +424,7 @@ def train(
     # Under torchrun (WORLD_SIZE > 1) this joins the DDP job; otherwise a no-op context.
     ctx, device_name = setup(config.device, config.batch_size, config.anomalous_per_batch)
     try:
-        with ExitStack() as held:  # the run's writer lock, taken by _prepare_run_dir
+        with ExitStack() as held:  # the run's writer lock, taken by rundir.prepare
             return _train(
                 config,
                 resume=resume,
@@ -798,7 +446,8 @@ def _train(
 ) -> Path:
     from rich.console import Console
 
-    from kist_train import distributed
+    from kist_train import distributed, rundir
+    from kist_train import phase_store as store
     from kist_train.checkpoints import complete_phases, read_checkpoint, set_latest
     from kist_train.device import resolve_device
     from kist_train.models import ModelConfig, build_model
@@ -815,10 +464,8 @@ def _train(
     # (unreadable, NaN, negative, ...) fails the command and leaves nothing behind.
     data, dataset = _load_data(config, device, console)
     if config.init_from is not None and not resume:
-        _check_init_from(config)
-    run_dir = ctx.main_first(
-        lambda: _prepare_run_dir(config, resume=resume, force=force, held=held)
-    )
+        rundir.check_init_from(config)
+    run_dir = ctx.main_first(lambda: rundir.prepare(config, resume=resume, force=force, held=held))
 
     torch.manual_seed(config.seed)
     model_config = ModelConfig(
@@ -827,14 +474,34 @@ def _train(
     model = build_model(model_config).to(device)
     # DDP: BatchNorm over all ranks, then the wrapper; the optimiser sees the converted model.
     net = distributed.wrap(ctx, model, device) if ctx.active else None
-    state = _State(
+    ddp = _Ddp(ctx, net)
+    state = PhaseState(
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=config.lr),
         normal_gen=torch.Generator().manual_seed(config.seed),
         anomalous_gen=torch.Generator().manual_seed(config.seed + 1),
-        dist=ctx,
-        net=net,
     )
+
+    def save(phase: str, *, partial: dict[str, Any] | None = None) -> None:
+        """The phase's checkpoint (under RUN_DIR/partial with its loop position)."""
+        meta = store.phase_meta(
+            config,
+            state,
+            phase=phase,
+            model_config=model_config,
+            rulebook_text=rulebook_text,
+            n_normal=int(data.normal.shape[0]),
+            n_anomalous=int(data.anomalous.shape[0]),
+        )
+        if partial is not None:
+            meta["partial"] = partial
+        store.save_phase(run_dir, phase, state, meta, partial=partial is not None, dist=ctx)
+
+    def restore(checkpoint, phase: str, log_phases: list[str]) -> None:
+        store.restore(
+            checkpoint, phase, state, anomalous=data.anomalous, log_phases=log_phases, config=config
+        )
+
     if not dataset.has_anomalous:
         console.print(
             f"note: {dataset.root / 'train' / 'anomalous'} is absent: no pseudo-labels, "
@@ -852,45 +519,40 @@ def _train(
         if prefix:
             last = read_checkpoint(run_dir, phases[prefix - 1])
             stored_sha = last.meta.get("rulebook_sha256")
-            current_sha = (
-                hashlib.sha256(rulebook_text.encode("utf-8")).hexdigest() if rulebook_text else None
-            )
-            if stored_sha != current_sha:
+            if stored_sha != store.rulebook_sha256(rulebook_text):
                 raise CheckpointError(
                     f"{run_dir}: the rulebook changed since the run started; "
                     "train a new run (or --force)"
                 )
-            _restore(last, phases[prefix - 1], state, data, phases[:prefix], config)
+            restore(last, phases[prefix - 1], phases[:prefix])
             if ctx.is_main:  # latest.json lags its record when a kill fell between the two
                 set_latest(run_dir, phases[prefix - 1])
             console.print(f"resuming {run_dir} after phase {phases[prefix - 1]!r}")
         start = prefix
         found = None
         if start < len(phases) and not phases[start].startswith("labels_"):
-            found = _partial_of(run_dir, config, phases[start])
+            found = store.partial_of(run_dir, config, phases[start])
         if found is not None:
             # The interrupted phase at its epoch boundary; the log stays the prefix's.
             checkpoint, partial = found
-            _restore(checkpoint, phases[start], state, data, phases[:start], config)
+            restore(checkpoint, phases[start], phases[:start])
             console.print(f"resuming phase {phases[start]!r} after epoch {partial['epochs_done']}")
         elif ctx.is_main:  # what a kill left of the partial of a phase completed since
-            _drop_partial(run_dir)
+            store.drop_partial(run_dir)
     if start == 0 and config.init_from is not None:
-        _start_from_initial(config, state, data)
+        store.restore_initial_of(config, state, anomalous=data.anomalous)
         if not state.log[0].get("batchnorm_recomputed"):
             # An initial model saved before BatchNorm statistics were recomputed at the
             # end of each phase: settle it now (its weights and generators are unchanged).
-            state.log[0].update(_settle_model(config, state, data))
+            state.log[0].update(_settle_model(config, state, data, ddp))
         state.log[0]["init_from"] = str(config.init_from)
-        meta = _meta(config, state, model_config, rulebook_text, "initial", data)
-        _save_phase_on_main(run_dir, "initial", state, meta)
+        save("initial")
         console.print(f"initial model taken from {config.init_from}")
         start, partial = 1, None
         if stop_after == "initial":
             return run_dir
 
-    with _Sigint() as sigint, _progress(console, progress) as bar:
-        state.sigint = sigint
+    with _Sigint() as sigint, progress_bar(console, progress) as bar:
         every = config.checkpoint_minutes * 60.0
         last_saved = time.monotonic()
         for phase in phases[start:]:
@@ -900,33 +562,33 @@ def _train(
                 # Save the phase in flight on SIGINT (then stop) or when one is due.
                 nonlocal last_saved
                 due = every > 0 and time.monotonic() - last_saved >= every
-                stop, due = _agreed(state, device, [sigint.requested, due])
+                stop, due = _agreed(ddp, device, [sigint.requested, due])
                 if not (stop or due):
                     return
-                meta = _meta(config, state, model_config, rulebook_text, phase, data)
-                meta["partial"] = {"epochs_done": epochs_done, **figures}
-                _save_phase_on_main(run_dir, phase, state, meta, partial=True)
+                save(phase, partial={"epochs_done": epochs_done, **figures})
                 last_saved = time.monotonic()
                 if stop:
                     raise Interrupted(phase, epochs_done)
 
             resumed_at = partial["epochs_done"] if partial is not None else None
             if phase == "initial":
-                entry = _run_initial(config, state, data, bar, epoch_end=epoch_end, partial=partial)
+                entry = _run_initial(
+                    config, state, data, bar, ddp, epoch_end=epoch_end, partial=partial
+                )
             elif phase.startswith("labels_"):
                 iteration = int(phase.split("_")[1])
-                entry = _run_labels(config, state, data, scorer, iteration)
-                _print_labels(console, iteration, entry, scorer)
+                entry = _run_labels(config, state, data, scorer, iteration, ddp)
+                print_labels(console, iteration, entry)
             else:
                 iteration = int(phase.split("_")[1])
                 entry = _run_update(
-                    config, state, data, bar, iteration, epoch_end=epoch_end, partial=partial
+                    config, state, data, bar, iteration, ddp, epoch_end=epoch_end, partial=partial
                 )
             partial = None
             if resumed_at is not None:
                 entry["resumed_after_epoch"] = resumed_at
             if not phase.startswith("labels_"):
-                entry.update(_settle_model(config, state, data))
+                entry.update(_settle_model(config, state, data, ddp))
             entry = {"phase": phase, "seconds": round(time.perf_counter() - began, 3), **entry}
             if ctx.active:
                 # Every rank's weights, hashed: DDP must keep them identical.
@@ -935,33 +597,33 @@ def _train(
                 if len(set(hashes)) != 1:
                     raise CheckpointError(f"ranks disagree on the weights after phase {phase!r}")
             state.log.append(entry)
-            meta = _meta(config, state, model_config, rulebook_text, phase, data)
-            _save_phase_on_main(run_dir, phase, state, meta)
+            save(phase)
             last_saved = time.monotonic()
             if not phase.startswith("labels_"):
-                _print_phase(console, entry)
+                print_phase(console, entry)
             if stop_after == phase:
                 break
-            if phase != phases[-1] and _interrupt_requested(state, device):
+            if phase != phases[-1] and _agreed(ddp, device, [sigint.requested])[0]:
                 raise Interrupted(phase, None)  # this phase is complete on disk
-        state.sigint = None
     return run_dir
 
 
-def _settle_model(config: TrainConfig, state: _State, data: _Data) -> dict[str, Any]:
+def _settle_model(config: TrainConfig, state: PhaseState, data: _Data, ddp: _Ddp) -> dict[str, Any]:
     """End of a training phase: precise BatchNorm statistics, then mu_e, sigma_e of the
     model as it will predict (eq. 9 of the next labelling; predict / audit / explain
     use those of the final model). Returns the figures for the phase's log entry."""
-    from kist_train import distributed
     from kist_train.batchnorm import recompute_batchnorm
+    from kist_train.residuals import residual_statistics
 
-    ddp = state.dist is not None and state.dist.active
-    shard = state.dist.shard if ddp else None  # global batches, each rank its part
+    shard = ddp.ctx.shard if ddp.active else None  # global batches, each rank its part
     recompute_batchnorm(state.model, data.normal, batch_size=config.batch_size, shard=shard)
     batch = max(config.batch_size, 64)
-    if ddp:  # float64 sums of each rank's shard, all-reduced
-        mu, sigma = distributed.residual_statistics(
-            state.dist, state.model, data.normal, batch_size=batch
+    if ddp.active:  # float64 sums of each rank's shard, all-reduced
+        mu, sigma = residual_statistics(
+            state.model,
+            data.normal[shard(data.normal.shape[0])],
+            batch_size=batch,
+            all_sum=lambda sums: ddp.ctx.all_sum(sums, data.normal.device),
         )
     else:
         mu, sigma = residual_statistics(state.model, data.normal, batch_size=batch)
@@ -969,84 +631,9 @@ def _settle_model(config: TrainConfig, state: _State, data: _Data) -> dict[str, 
     return {"batchnorm_recomputed": True, "mu_e": mu, "sigma_e": sigma}
 
 
-def _check_init_from(config: TrainConfig) -> None:
-    """Refuse an --init-from run whose initial phase is not this run's own (before any write).
-
-    Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
-    restoring it is then bit-identical to training it here, minus the time.
-    """
-    from kist_train import rundir
-    from kist_train.checkpoints import complete_phases
-    from kist_train.config import INITIAL_FIELDS
-
-    source = Path(config.init_from)
-    if not rundir.has_marker(source):
-        raise UsageError(
-            f"{source}: --init-from is not a run directory (no {rundir.MARKER}; "
-            "runs of an older kistrules cannot be used)"
-        )
-    other = _stored_config(source)
-    if "initial" not in complete_phases(source):
-        raise UsageError(f"{source}: --init-from run has no complete 'initial' phase")
-    diff = [name for name in INITIAL_FIELDS if getattr(config, name) != getattr(other, name)]
-    if Path(config.data).resolve() != Path(other.data).resolve():
-        diff.insert(0, "data")
-    if diff:
-        raise UsageError(
-            f"{source}: --init-from run has a different initial phase "
-            f"(options differ: {', '.join(diff)})"
-        )
-
-
-def _start_from_initial(config: TrainConfig, state: _State, data: _Data) -> None:
-    """Restore the "initial" phase of the --init-from run (checked by _check_init_from)."""
-    from kist_train.checkpoints import read_checkpoint
-
-    checkpoint = read_checkpoint(config.init_from, "initial")
-    _restore(checkpoint, "initial", state, data, ["initial"], None)
-    state.labels = None
-
-
-def _print_labels(console, iteration: int, entry: dict[str, Any], scorer) -> None:
-    head = f"iteration {iteration}: mu_e={entry['mu_e']:.3g} sigma_e={entry['sigma_e']:.3g}"
-    labels = entry.get("labels")
-    if labels is None:
-        console.print(f"{head}; no pseudo-labels")
-        return
-    fired = ", ".join(f"{name} {count}" for name, count in labels["fired_per_rule"].items())
-    text = (
-        f"{head}; labelled {labels['images_labelled']}/{labels['images']} images, "
-        f"{labels['pixels_labelled']} px, regions fired {labels['regions_fired']}"
-        f"/{labels['regions']} ({fired})"
-    )
-    if labels.get("precision") is not None or labels.get("recall") is not None:
-        text += f"; precision {_pct(labels.get('precision'))} recall {_pct(labels.get('recall'))}"
-    if entry.get("frozen"):
-        text += " [frozen]"
-    console.print(text, markup=False, highlight=False)
-
-
-def _print_phase(console, entry: dict[str, Any]) -> None:
-    if entry["phase"] == "initial":
-        loss = f"loss {entry['loss_per_epoch'][-1]:.3g}" if entry["loss_per_epoch"] else "no epochs"
-    else:
-        loss = f"loss normal {entry['loss_normal']:.3g} push {entry['loss_push']:.3g}"
-    console.print(
-        f"{entry['phase']}: {entry['seconds']:.1f} s, {loss}, mu_e={entry['mu_e']:.3g}",
-        markup=False,
-        highlight=False,
-    )
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 __all__ = [
     "Interrupted",
     "augment_normal",
     "phase_names",
-    "read_log",
-    "residual_statistics",
     "train",
 ]

@@ -122,7 +122,7 @@ def residual_maps(run: Run, images: Sequence[np.ndarray], *, batch_size: int = 3
 
 def _residuals(run: Run, x: torch.Tensor, *, batch_size: int) -> torch.Tensor:
     # The same e(x) the training labels use: one implementation.
-    from kist_train.engine import residuals_of
+    from kist_train.residuals import residuals_of
 
     return residuals_of(run.model, x, batch_size=batch_size)
 
@@ -335,8 +335,8 @@ def write_predictions(
     import imageio.v3 as iio
     import tifffile
 
-    from kist_train.atomic import atomic_path
     from kist_train.data import read_gray
+    from kistrules.atomic import atomic_path
     from kistrules.outputs import sha256_of
 
     out_dir = Path(out_dir)
@@ -382,7 +382,7 @@ def write_predictions(
 def _save_manifest(
     run: Run, out_dir: Path, manifest: Manifest, *, filter: bool, vmax: float, maps: int
 ) -> None:
-    from kist_train.atomic import atomic_write_text
+    from kistrules.atomic import atomic_write_text
 
     summary = {
         "run": str(run.run_dir),

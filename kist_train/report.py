@@ -8,7 +8,7 @@
   phase, both columns);
 - the label audit of the rulebook the run trained with (its text is in the
   checkpoint) on the anomalous test images, by `kist_train.audit`, and the
-  overlays of the worst-labelled images by `kistrules.explain.explain_model`;
+  overlays of the worst-labelled images by `kist_train.explain.explain_model`;
 - a heat overlay of every test image with the final model
   (`kist_train.predict.heat_overlay`, the run's fixed scale), outlined with its
   mask and sorted by error (`map_error`).
@@ -146,7 +146,8 @@ def heat_picture(image: np.ndarray, amap: np.ndarray, mask: np.ndarray, vmax: fl
 
 def _arm(name: str, run, log_dir: Path) -> Arm:
     from kist_train.checkpoints import complete_phases
-    from kist_train.engine import phase_names, read_log
+    from kist_train.config import phase_names
+    from kist_train.phase_store import read_log
 
     done = set(complete_phases(log_dir))
     order = phase_names(run.config.iterations)
@@ -227,7 +228,9 @@ def _build(run_dir, data_dir, control, phases, device, console, progress) -> Run
         from kistrules.resolve import resolve
 
         rulebook = loads(text, f"{run_dir} (the rulebook it trained with)")
-        scorer = rulebook.compile(device=run.device)
+        from kistrules.compiler import compile_rulebook
+
+        scorer = compile_rulebook(resolve(rulebook), device=run.device)
         report.rule_names = tuple(scorer.rule_names)
         report.sets_plot = Picture.of(
             render_sets(resolve(rulebook)), "membership functions the rules use"
@@ -293,7 +296,7 @@ def _audit(report: RunReport, run, scorer, dataset) -> None:
 def _worst(report: RunReport, run, scorer, dataset) -> None:
     """Overlays of the test images with the most pixels labelled outside their mask (what
     costs precision), and of those with the most mask pixels missed (recall)."""
-    from kistrules.explain import explain_model
+    from kist_train.explain import explain_model
     from kistrules.overlay import explain_picture
 
     by_path = {item.path.relative_to(dataset.root).as_posix(): item for item in dataset.test}
@@ -358,7 +361,7 @@ def write_report(
     page: str, out: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str]] = ()
 ) -> Path:
     """Write the page to `out` atomically, if `check_out` allows it; returns `out`."""
-    from kist_train.atomic import atomic_write_bytes
+    from kistrules.atomic import atomic_write_bytes
 
     out = Path(out)
     check_out(out, inputs)

@@ -16,6 +16,9 @@ Every writer of a run holds an exclusive flock on RUN_DIR/kistrules-run.lock
 holder's pid. The kernel drops the lock when its holder dies, even by SIGKILL.
 The lock file is never deleted: two processes could otherwise lock two
 different files of the same name.
+
+`prepare` is train()'s way in: it makes or checks the run directory under the
+lock; `check_init_from` vets the run an --init-from takes its initial phase from.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from kist_train.atomic import atomic_write_text
+from kist_train.config import INITIAL_FIELDS, TrainConfig
 from kist_train.sealed_json import read_json, sealed_text, unseal
-from kistrules.errors import CheckpointError
+from kistrules.atomic import atomic_write_text
+from kistrules.errors import CheckpointError, UsageError
 
 __all__ = ["LOCK", "MARKER", "clear", "lock", "lock_if_run", "read_marker", "write_marker"]
 
@@ -50,7 +54,7 @@ _LAYOUT: dict[str, re.Pattern[str] | None] = {
     "partial": None,
     "partial/checkpoints": _CHECKPOINTS,
 }
-# kist_train.atomic's temporary file of a target NAME: .NAME.<token>.tmp
+# kistrules.atomic's temporary file of a target NAME: .NAME.<token>.tmp
 _TEMPORARY = re.compile(rf"\.(.+)\.{_TOKEN}\.tmp")
 _MARKER_NAME = re.compile(re.escape(MARKER))
 _EVALUATION = re.compile(rf"evaluation(?:_{_PHASE})?\.json")
@@ -202,3 +206,76 @@ def lock(run_dir: Path) -> Iterator[None]:
 def lock_if_run(run_dir: Path):
     """`lock(run_dir)` for a run (with its marker); nothing for any other directory."""
     return lock(run_dir) if has_marker(run_dir) else nullcontext()
+
+
+def prepare(config: TrainConfig, *, resume: bool, force: bool, held: ExitStack) -> Path:
+    """Create or check the run dir and take its writer lock (held in `held` until train()
+    returns): never touch a directory that is not a run, nor a run without resume or force."""
+    run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: --out exists and is not a directory")
+    # Before the lock file is created: a folder that is not a run gets nothing written.
+    if not has_marker(run_dir) and not unclaimed(run_dir):
+        raise not_a_run(run_dir)
+    if resume and not has_marker(run_dir):
+        raise CheckpointError(f"{run_dir}: no run to resume (no {MARKER})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(lock(run_dir))
+    # Checked again under the lock: another writer may have come and gone meanwhile.
+    if has_marker(run_dir):
+        stored = stored_config(run_dir)
+        if resume:
+            diff = config.differences(stored)
+            if diff:
+                raise CheckpointError(
+                    f"{run_dir}: holds a different run (options differ: {', '.join(diff)}); "
+                    "resume with the same options or train elsewhere"
+                )
+            return run_dir
+        if not force:
+            raise CheckpointError(
+                f"{run_dir}: already holds a run; pass --resume to continue it "
+                "or --force to replace it"
+            )
+        clear(run_dir)  # refuses, deleting nothing, if anything foreign is there
+    elif resume:
+        raise CheckpointError(f"{run_dir}: no run to resume (no {MARKER})")
+    elif not unclaimed(run_dir):
+        raise not_a_run(run_dir)
+    write_marker(run_dir, config.to_dict())
+    return run_dir
+
+
+def stored_config(run_dir: Path) -> TrainConfig:
+    """The options a run was started with, from its marker (validated)."""
+    try:
+        return TrainConfig.from_dict(read_marker(run_dir)).validate()
+    except UsageError as err:
+        raise CheckpointError(f"{run_dir / MARKER}: {err}") from err
+
+
+def check_init_from(config: TrainConfig) -> None:
+    """Refuse an --init-from run whose initial phase is not this run's own (before any write).
+
+    Everything that decides the initial phase must match (INITIAL_FIELDS and the data):
+    restoring it is then bit-identical to training it here, minus the time.
+    """
+    from kist_train.checkpoints import complete_phases
+
+    source = Path(config.init_from)
+    if not has_marker(source):
+        raise UsageError(
+            f"{source}: --init-from is not a run directory (no {MARKER}; "
+            "runs of an older kistrules cannot be used)"
+        )
+    other = stored_config(source)
+    if "initial" not in complete_phases(source):
+        raise UsageError(f"{source}: --init-from run has no complete 'initial' phase")
+    diff = [name for name in INITIAL_FIELDS if getattr(config, name) != getattr(other, name)]
+    if Path(config.data).resolve() != Path(other.data).resolve():
+        diff.insert(0, "data")
+    if diff:
+        raise UsageError(
+            f"{source}: --init-from run has a different initial phase "
+            f"(options differ: {', '.join(diff)})"
+        )

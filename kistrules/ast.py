@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kistrules.span import Span
 
 if TYPE_CHECKING:
-    from kistrules.compiler import Scorer
+    pass
 
 
 class Node(BaseModel):
@@ -210,15 +210,6 @@ class Rulebook(Node):
     def threshold(self) -> float:
         values = [s.value.value for s in self.statements if isinstance(s, ThresholdDef)]
         return values[-1] if values else DEFAULT_THRESHOLD
-
-    def compile(self, device: str = "cpu") -> Scorer:
-        """The rulebook as a vectorised torch scorer (see `kistrules.compiler`).
-
-        torch is imported here, not at module level, so `check` and `fmt` start fast.
-        """
-        from kistrules.compiler import compile_rulebook
-
-        return compile_rulebook(self, device=device)
 
 
 Not.model_rebuild()

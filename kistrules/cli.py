@@ -1,23 +1,20 @@
 """The `kistrules` command line: the typer app and its one-line error handling.
 
-Each command lives in a `kistrules/commands/` module that registers itself on
-`app`; a command parses its options, calls the library, renders and picks the
-exit code (0 clean, 1 errors, 2 usage). Nothing a test needs lives only in a
-command. torch is imported inside the commands that need it, so that `check`
-and `fmt` start fast.
+Each command is a function in a `kistrules/commands/` module; this module
+registers them all on `app` (COMMANDS). A command parses its options, calls the
+library, renders and picks the exit code (0 clean, 1 errors, 2 usage). Nothing
+a test needs lives only in a command. torch is imported inside the commands that
+need it, so that `check` and `fmt` start fast.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from kistrules.commands.common import os_error_line, stderr
 from kistrules.errors import KistrulesError
 
 app = typer.Typer(
@@ -35,39 +32,33 @@ def _root() -> None:
     """Fuzzy-rule knowledge for anomaly localization: check, format, explain, train."""
 
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# (command name, module under kistrules.commands, function): registered below, so that
+# importing the app gives every command and no command module imports this one.
+COMMANDS = (
+    ("check", "check", "check_command"),
+    ("explain-code", "check", "explain_code_command"),
+    ("fmt", "fmt", "fmt_command"),
+    ("explain", "explain", "explain_command"),
+    ("plot", "explain", "plot_command"),
+    ("demo", "explain", "demo_command"),
+    ("train", "train", "train_command"),
+    ("predict", "train", "predict_command"),
+    ("evaluate", "train", "evaluate_command"),
+    ("audit", "train", "audit_command"),
+    ("report", "report", "report_command"),
+    ("lsp", "lsp", "lsp_command"),
+    ("version", "tools", "version"),
+)
 
 
-def fail(message: str, *, code: int = 1) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise."""
-    stderr.print(f"[bold red]error[/]: {message}", markup=True, highlight=False)
-    return typer.Exit(code)
+def _register(app: typer.Typer) -> None:
+    from importlib import import_module
+
+    for name, module, function in COMMANDS:
+        app.command(name)(getattr(import_module(f"kistrules.commands.{module}"), function))
 
 
-def os_error_line(err: OSError) -> str:
-    """One line for a file-system error: the file, then why (read-only, disk full, ...)."""
-    name = os.fspath(err.filename) if err.filename is not None else "file system"
-    return f"{name}: {err.strerror or err}"
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Inside a command: a user error becomes one line on stderr and its exit code.
-
-    Commands use it so that typer never shows a traceback for a bad file, a
-    read-only --out folder or a full disk.
-    """
-    try:
-        yield
-    except KistrulesError as err:
-        raise fail(escape(str(err)), code=err.exit_code) from None
-    except OSError as err:
-        raise fail(escape(os_error_line(err))) from None
-
-
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from kistrules.commands import check, explain, fmt, lsp, report, tools, train  # noqa: F401
+_register(app)
 
 
 def main() -> None:
@@ -76,7 +67,6 @@ def main() -> None:
     typer's standalone mode already turns usage errors into exit 2; what
     reaches us is either a `KistrulesError` (one line, its exit code) or a bug.
     """
-    _register_commands()
     try:
         app()
     except KistrulesError as err:

@@ -46,10 +46,10 @@ from typing import Any
 import torch
 
 from kistrules import membership
-from kistrules.ast import And, Not, Rulebook, Term
+from kistrules.ast import And, Not, Term
 from kistrules.errors import DataError, KistrulesError
 from kistrules.formatter import format_term
-from kistrules.resolve import MembershipFunction, ResolvedRulebook, only_rule, resolve
+from kistrules.resolve import MembershipFunction, ResolvedRulebook, only_rule
 
 # Elements per temporary and per torch thread in one CPU pass. With the MTD
 # rulebook's 9 edges, one thread takes chunks of ~58k regions (buffers of ~2 MB),
@@ -590,15 +590,12 @@ class Scorer(torch.nn.Module):
 
 
 def compile_rulebook(
-    rulebook: Rulebook | ResolvedRulebook,
+    resolved: ResolvedRulebook,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Scorer:
-    """The rulebook as a vectorised scorer on `device`.
-
-    A `Rulebook` is resolved first, so it must have passed `check`; float64
-    is for cross-checks, float32 (the default) for training.
-    """
-    resolved = rulebook if isinstance(rulebook, ResolvedRulebook) else resolve(rulebook)
+    """A resolved rulebook (`kistrules.resolve.resolve` of one that passed `check`) as a
+    vectorised scorer on `device`; float64 is for cross-checks, float32 (the default)
+    for training."""
     return Scorer(resolved, device=device, dtype=dtype)

@@ -540,8 +540,8 @@ def explain_residual(
     """Regions of a residual map at every threshold of eq. 9, via THE pseudo-labelling code."""
     import torch
 
-    from kist_train.pseudo_labels import label_regions
     from kistrules.errors import DataError
+    from kistrules.pseudo_labels import label_regions
 
     if image.shape != residual.shape:
         raise DataError(
@@ -559,6 +559,26 @@ def explain_residual(
         s=s,
         original_sizes=[original_size] if original_size is not None else None,
     )
+    return explain_labels(
+        source, scorer, image, labels, counterfactual=counterfactual, mu=mu, sigma=sigma, s=s
+    )
+
+
+def explain_labels(
+    source: str,
+    scorer: Any,
+    image: np.ndarray,
+    labels: Any,
+    *,
+    mu: float,
+    sigma: float,
+    s: float,
+    counterfactual: bool = True,
+) -> ExplainResult:
+    """Explain one image's labelling (kistrules.pseudo_labels.PseudoLabels of a batch of one).
+
+    `image` is the gray image (0-255) on the grid of the residual map that was labelled.
+    """
     return _result(
         source,
         scorer,
@@ -574,28 +594,37 @@ def explain_residual(
     )
 
 
-def explain_model(
-    scorer: Any, image: np.ndarray, run: Any, *, counterfactual: bool = True
-) -> ExplainResult:
-    """Reconstruct with a trained run and label its residual exactly as training does.
-
-    The image is resized to the run's working size (as training resizes), the
-    residual is e(x) there, and `label_regions` gets the gray image on that grid
-    (0-255), the run's mu_e / sigma_e / s and the original size for `pixels`.
-    """
-    from kist_train.data import working_tensor
-    from kist_train.predict import residual_maps
-
-    residual = residual_maps(run, [image])[0]
-    working = working_tensor([image], run.size, device=residual.device)[0, 0] * 255.0
-    return explain_residual(
-        scorer,
-        working.cpu().numpy(),
-        residual.cpu().numpy(),
-        mu=run.mu_e,
-        sigma=run.sigma_e,
-        s=float(run.config.s),
-        original_size=(int(image.shape[0]), int(image.shape[1])),
-        counterfactual=counterfactual,
-        source="model",
-    )
+def explain_document(
+    scorer: Any, result: ExplainResult, *, image: Any, rulebook: Any, why_not: str | None
+) -> dict[str, Any]:
+    """The JSON document of `explain --format json` (fields in docs/explain-json.md);
+    `why_not` keeps only that rule's rows."""
+    regions = to_jsonable(result.regions)
+    if why_not is not None:
+        for region in regions:
+            region["rules"] = [r for r in region["rules"] if r["name"] == why_not]
+            region["terms"] = [t for t in region["terms"] if t["rule"] == why_not]
+    resolved = scorer.resolved
+    return {
+        "version": 1,
+        "image": str(image),
+        "rulebook": str(rulebook),
+        "source": result.source,
+        "grid": list(result.image.shape),
+        "threshold": scorer.threshold,
+        "rules": list(scorer.rule_names),
+        "scales": {p: resolved.scales[p] for p in scorer.properties},
+        "residual": (
+            None
+            if result.source == "mask"
+            else {
+                "mu": result.mu,
+                "sigma": result.sigma,
+                "s": result.s,
+                "thresholds": result.thresholds,
+            }
+        ),
+        "why_not": why_not,
+        "pseudo_label_pixels": int(result.pseudo_label.sum()),
+        "regions": regions,
+    }

@@ -5,6 +5,7 @@ character device (`/dev/zero`, `/dev/urandom`) never ends; a socket cannot be
 opened at all. None of them is a rulebook, an image or a mask, so each is
 refused with one line naming it. The check is a `stat`, which follows
 symlinks (a link to a regular file is fine) and never opens the file.
+`collect_rulebooks` turns the paths of `check` and `fmt` into rulebook files.
 """
 
 from __future__ import annotations
@@ -73,3 +74,41 @@ def open_regular(path: str | os.PathLike[str], what: str) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def collect_rulebooks(paths: list[Path]) -> list[Path]:
+    """Files as given, directories searched recursively for `*.rules` (sorted).
+
+    Raises UsageError for a path that does not exist, for a directory that
+    holds no `.rules` file (checking nothing and exiting 0 would read as
+    "all clean"), and for a `.rules` entry found there that is a FIFO, socket
+    or device (reading it would block or never end). Files named on the
+    command line are checked by `read_rulebook` when they are read.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.rules") if _is_rulebook_entry(p))
+            if not found:
+                raise UsageError(f"{path}: directory holds no .rules files; nothing to do")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return files
+
+
+def _is_rulebook_entry(path: Path) -> bool:
+    """A regular `*.rules` file under a searched directory; a special file there is refused.
+
+    Directories named `*.rules` and dangling or looping symlinks are not
+    rulebooks and are skipped, as before.
+    """
+    try:
+        if stat.S_ISDIR(path.stat().st_mode):
+            return False
+    except OSError:
+        return False
+    require_regular_file(path, "rulebook")
+    return True

@@ -2,7 +2,7 @@
 
 Each function works on broadcastable shapes, so the compiler grades every
 trapezoid edge (or gaussian) in a single call: values `(K, n)` against
-parameters `(K, 1)`. The semantics are the language contract's (`rules-language.md`),
+parameters `(K, 1)`. The semantics are the language's (docs/language.md),
 fixed here precisely because grades at the breakpoints decide whether a region
 reaches the threshold:
 

@@ -12,7 +12,6 @@ regions.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
+from kistrules.atomic import atomic_path
 from kistrules.explain import grade_text
 
 # Colour-blind-safe (Okabe-Ito); rules take them in rulebook order.
@@ -288,6 +288,11 @@ def _with_key(picture, regions, rule_names, colours, tinted, alpha, title) -> Im
     return out
 
 
+def write_overlay(scorer, result, path: str | os.PathLike[str], *, title: str) -> Path:
+    """The image with each region outlined in the colour of the rule that fired."""
+    return save_png(explain_picture(scorer, result, title=title), path, command="explain")
+
+
 def save_png(picture: Image.Image, path: str | os.PathLike[str], *, command: str) -> Path:
     """Write a PNG to a temp file beside `path`, then rename it into place.
 
@@ -304,16 +309,6 @@ def save_png(picture: Image.Image, path: str | os.PathLike[str], *, command: str
     info = PngInfo()
     info.add_text("Software", png_software(command))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        os.close(fd)
+    with atomic_path(path) as tmp:  # a full disk or read-only folder names `path`
         picture.save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):  # read-only folder, full disk: name the file asked for
-            raise type(err)(err.errno, err.strerror or str(err), os.fspath(path)) from err
-        raise
     return path

@@ -8,7 +8,7 @@ Kernels aggregate with `np.bincount` / `np.minimum.at` over pixels, runs or rays
 never loop over regions. Sizes in original-image pixels use sy, sx: original pixels per
 measured pixel along rows and columns, one value per region. The definitions are those
 of docs/measurement.md; the slow plain-Python versions that the tests compare against
-are in tests/regions/reference.py.
+are in tests/reference/regions.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ image's residual map is cut at every threshold of eq. 9, and every region of eve
 cut is measured. Labelling runs once per (image, threshold) on the CPU
 (`scipy.ndimage.label`, 3 x 3 structure); every property is then aggregated over
 all regions of the whole batch at once (`kistrules.region_props`). The definitions
-are the contract's (docs/rules-language.md), made precise in docs/measurement.md.
+are the language's (docs/language.md), made precise in docs/measurement.md.
 """
 
 from __future__ import annotations

@@ -201,12 +201,7 @@ def render_code_docs() -> str:
 
 
 def write_code_docs(path: str = "docs/diagnostics.md") -> None:
-    """Write `render_code_docs()` to `path` (temp file, then rename)."""
-    import os
-    import tempfile
+    """Write `render_code_docs()` to `path` (kistrules.atomic: temp file, then rename)."""
+    from kistrules.atomic import atomic_write_text
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(render_code_docs())
-    os.replace(tmp, path)
+    atomic_write_text(path, render_code_docs())

@@ -8,9 +8,9 @@
 # update phase) and (seed 0) KIST with the faithful Table I rulebook; then the
 # U-Net (skips from 1/4 resolution, the default), seeds 0, 1.
 # SIZE=64 runs the earlier 64 px table, which also has the U-Net, the paper's push
-# and a 10-sigma margin. DATA_DIR defaults to ../shared/datasets/mtd (the
-# development split), RUNS_DIR to ../runs/mtd$SIZE; both live outside the
-# repository. Existing runs in RUNS_DIR are replaced. Two trainings run side by
+# and a 10-sigma margin. DATA_DIR defaults to the MTD development split in the
+# shared data beside the repository, RUNS_DIR to runs/mtd$SIZE beside it; both
+# live outside the repository. Existing runs in RUNS_DIR are replaced. Two trainings run side by
 # side with one torch thread each (on a 2-core CPU that is several times faster
 # than one process with two threads). At 128 px: 20-50 minutes per initial
 # model, 15-40 per arm and about 5 per arm's per-phase evaluations on a 2-core

@@ -1,1 +1,1 @@
-"""The CLI's commands, one module per family; each registers on `kistrules.cli.app`."""
+"""The CLI's commands, one module per family; `kistrules.cli` registers them on its app."""

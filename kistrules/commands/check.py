@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,8 +16,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.cli import app, fail
+from kistrules.commands.common import fail
 from kistrules.errors import UsageError
+from kistrules.files import collect_rulebooks
 
 
 class OutputFormat(str, enum.Enum):
@@ -27,47 +27,6 @@ class OutputFormat(str, enum.Enum):
     github = "github"
 
 
-def collect_files(paths: list[Path]) -> list[Path]:
-    """Files as given, directories searched recursively for `*.rules` (sorted).
-
-    Raises UsageError for a path that does not exist, for a directory that
-    holds no `.rules` file (checking nothing and exiting 0 would read as
-    "all clean"), and for a `.rules` entry found there that is a FIFO, socket
-    or device (reading it would block or never end). Files named on the
-    command line are checked by `read_rulebook` when they are read.
-    """
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.rules") if _is_rulebook_entry(p))
-            if not found:
-                raise UsageError(f"{path}: directory holds no .rules files; nothing to do")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or directory")
-    return files
-
-
-def _is_rulebook_entry(path: Path) -> bool:
-    """A regular `*.rules` file under a searched directory; a special file there is refused.
-
-    Directories named `*.rules` and dangling or looping symlinks are not
-    rulebooks and are skipped, as before.
-    """
-    from kistrules.files import require_regular_file
-
-    try:
-        if stat.S_ISDIR(path.stat().st_mode):
-            return False
-    except OSError:
-        return False
-    require_regular_file(path, "rulebook")
-    return True
-
-
-@app.command("check")
 def check_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Rulebook files, or directories to search for *.rules.")
@@ -92,7 +51,7 @@ def check_command(
 
     try:
         validate_codes((select or []) + (ignore or []))
-        files = collect_files(paths)
+        files = collect_rulebooks(paths)
         sources: dict[str, str] = {}
         diagnostics = []
         for path in files:
@@ -116,7 +75,6 @@ def check_command(
         raise typer.Exit(1)
 
 
-@app.command("explain-code")
 def explain_code_command(
     code: Annotated[str, typer.Argument(help="A diagnostic code, e.g. E002.")],
 ) -> None:

@@ -18,7 +18,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kistrules.cli import app, one_line_errors, stderr
+from kist_train.config import DEVICE_HELP
+from kistrules.commands.common import one_line_errors, stderr
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
 
@@ -60,7 +61,7 @@ def run_explain(
     mu: float | None = None,
     sigma: float | None = None,
     s: float | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ):
     """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
     from kist_train.data import read_gray, read_mask
@@ -84,7 +85,12 @@ def run_explain(
         from kist_train.predict import load_run
 
         run = load_run(_existing(model, "run directory"), device=device)
-    scorer = rulebook.compile(device=str(run.device) if run is not None else device)
+    from kist_train.device import resolve_device
+    from kistrules.compiler import compile_rulebook
+    from kistrules.resolve import resolve
+
+    on = run.device if run is not None else resolve_device(device)  # the one --device parser
+    scorer = compile_rulebook(resolve(rulebook), device=on)
     if mask is not None:
         truth = read_mask(_existing(mask, "mask file"))
         return scorer, explain.explain_mask(scorer, image, truth)
@@ -106,42 +112,9 @@ def run_explain(
             s=0.3 if s is None else s,
         )
         return scorer, result
-    return scorer, explain.explain_model(scorer, image, run)
+    from kist_train.explain import explain_model
 
-
-def explain_document(scorer, result, *, image: Path, rulebook: Path, why_not: str | None) -> dict:
-    """The JSON document (fields documented in docs/explain-json.md)."""
-    from kistrules.explain import to_jsonable
-
-    regions = to_jsonable(result.regions)
-    if why_not is not None:
-        for region in regions:
-            region["rules"] = [r for r in region["rules"] if r["name"] == why_not]
-            region["terms"] = [t for t in region["terms"] if t["rule"] == why_not]
-    resolved = scorer.resolved
-    return {
-        "version": 1,
-        "image": str(image),
-        "rulebook": str(rulebook),
-        "source": result.source,
-        "grid": list(result.image.shape),
-        "threshold": scorer.threshold,
-        "rules": list(scorer.rule_names),
-        "scales": {p: resolved.scales[p] for p in scorer.properties},
-        "residual": (
-            None
-            if result.source == "mask"
-            else {
-                "mu": result.mu,
-                "sigma": result.sigma,
-                "s": result.s,
-                "thresholds": result.thresholds,
-            }
-        ),
-        "why_not": why_not,
-        "pseudo_label_pixels": int(result.pseudo_label.sum()),
-        "regions": regions,
-    }
+    return scorer, explain_model(scorer, image, run)
 
 
 def _short_cf(region, why_not: str | None) -> str:
@@ -158,7 +131,7 @@ def _short_cf(region, why_not: str | None) -> str:
     return reasons[0] if reasons and why_not is not None else "no single change fires a rule"
 
 
-def render_text(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
+def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
     """One table row per region; --verbose adds each region's properties, terms and rules."""
     from kistrules.explain import grade_text
 
@@ -237,13 +210,6 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
         console.print(escape(note), highlight=False)
 
 
-def write_overlay(scorer, result, path: Path, *, title: str) -> Path:
-    """The image with each region outlined in the colour of the rule that fired."""
-    from kistrules.overlay import explain_picture, save_png
-
-    return save_png(explain_picture(scorer, result, title=title), path, command="explain")
-
-
 def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:
     """Refuse an --out that is one of the inputs, or an existing file not written by `command`."""
     from kistrules.outputs import png_written_by, refuse_inputs, require_replaceable
@@ -252,7 +218,6 @@ def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> Non
     require_replaceable(out, command=command, ours=png_written_by(command))
 
 
-@app.command("explain")
 def explain_command(
     image: Annotated[Path, typer.Argument(help="The image to explain.")],
     rulebook: Annotated[Path, typer.Option("--rulebook", "-r", help="The .rules file.")],
@@ -281,7 +246,7 @@ def explain_command(
         ),
     ] = None,
     why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Show an image's regions, what they measure, which rule fired and why others did not."""
     from rich.console import Console
@@ -302,6 +267,8 @@ def explain_command(
         )
         focus = _check_rule(why_not, scorer.rule_names, rulebook)
         if output_format is OutputFormat.json:
+            from kistrules.explain import explain_document
+
             document = explain_document(
                 scorer, result, image=image, rulebook=rulebook, why_not=focus
             )
@@ -310,13 +277,16 @@ def explain_command(
             print()
         else:
             title = f"{image.name}: regions from {result.source}"
-            render_text(Console(), scorer, result, verbose=verbose, why_not=focus, title=title)
+            print_explanation(
+                Console(), scorer, result, verbose=verbose, why_not=focus, title=title
+            )
         if out is not None:
+            from kistrules.overlay import write_overlay
+
             written = write_overlay(scorer, result, out, title=f"{image.name} ({result.source})")
             stderr.print(f"overlay written to {escape(str(written))}", highlight=False)
 
 
-@app.command("plot")
 def plot_command(
     rulebook: Annotated[Path, typer.Argument(help="The .rules file.")],
     out: Annotated[
@@ -337,7 +307,6 @@ def plot_command(
         stderr.print(f"membership plot written to {escape(str(written))}", highlight=False)
 
 
-@app.command("demo")
 def demo_command(
     out: Annotated[
         Path,

@@ -11,12 +11,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.cli import app, fail
+from kistrules.commands.common import fail
 
 _SERVER_PACKAGES = frozenset({"pygls", "lsprotocol", "cattrs", "attrs"})
 
 
-@app.command("lsp")
 def lsp_command(
     stdio: Annotated[
         bool,

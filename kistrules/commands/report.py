@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.cli import app, one_line_errors, stderr
+from kist_train.config import DEVICE_HELP
+from kistrules.commands.common import one_line_errors, stderr
 
 
-@app.command("report")
 def report_command(
     run: Annotated[Path, typer.Argument(help="Run directory of `kistrules train`.")],
     out: Annotated[
@@ -46,7 +46,7 @@ def report_command(
             help="Evaluate every training phase (all) or only the last (last, faster).",
         ),
     ] = "all",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
     ] = 0,

@@ -1,9 +1,6 @@
-"""CLI commands (being written)."""
-
-from kistrules.cli import app
+"""`kistrules version`."""
 
 
-@app.command("version")
 def version() -> None:
     """Print the kistrules version."""
     from kistrules import __version__

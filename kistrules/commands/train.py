@@ -7,6 +7,7 @@ torch and kist_train are imported inside the commands, so `check` starts fast.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from contextlib import contextmanager, nullcontext
@@ -15,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from kistrules.cli import app, one_line_errors, stderr
+from kist_train.config import DEVICE_HELP
+from kistrules.commands.common import one_line_errors, stderr
 
 # The fields that mark a JSON file as an earlier output of a command: only such a file is
 # replaced by the command's --json (kistrules.outputs), never a user's file or an input.
@@ -30,7 +32,7 @@ def _check_json_out(path: Path, inputs: list[Path], *, command: str, fields: tup
 
 
 def _write_json(path: Path, data: dict, *, command: str, fields: tuple) -> None:
-    from kist_train.atomic import atomic_write_text
+    from kistrules.atomic import atomic_write_text
 
     _check_json_out(path, [], command=command, fields=fields)  # again: it may have appeared since
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,16 +64,7 @@ def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | 
         raise UsageError("--nproc inside a torchrun job: launch either torchrun or --nproc")
     config.validate()
     check_divisible(config.batch_size, config.anomalous_per_batch, nproc)
-    options = []
-    for name, value in config.to_dict().items():
-        # --s is a prefix of torchrun's own options: its argparse would take it.
-        flag = "--threshold-step" if name == "s" else "--" + name.replace("_", "-")
-        if name == "freeze_labels":
-            options.append("--freeze-labels" if value else "--recompute-labels")
-        elif isinstance(value, bool):
-            options += [flag] if value else []
-        elif value is not None:
-            options += [flag, str(value)]
+    options = config.to_argv()
     options += ["--resume"] * resume + ["--force"] * force + ["--no-progress"]
     if stop_after is not None:
         options += ["--stop-after", stop_after]
@@ -87,121 +80,78 @@ def _launch(config, nproc: int, *, resume: bool, force: bool, stop_after: str | 
     return code
 
 
-@app.command("train")
-def train_command(
-    data: Annotated[Path, typer.Option("--data", help="Data set root (train/good, ...).")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
-    rulebook: Annotated[
-        Path | None, typer.Option("--rulebook", help=".rules file (not needed with --baseline).")
-    ] = None,
-    model: Annotated[str, typer.Option("--model", help="cae | unet")] = "cae",
-    width: Annotated[int, typer.Option(help="Channels of the first level.")] = 32,
-    depth: Annotated[int, typer.Option(help="Down-sampling levels.")] = 4,
-    skip_from: Annotated[
-        int,
-        typer.Option(help="U-Net: finest level with a skip (0 = full resolution; copies input)."),
-    ] = 2,
-    size: Annotated[int, typer.Option(help="Square working size in pixels.")] = 128,
-    epochs: Annotated[int, typer.Option(help="Epochs of the initial model (eq. 8).")] = 50,
-    iterations: Annotated[int, typer.Option(help="Self-training iterations I.")] = 5,
-    update_epochs: Annotated[int, typer.Option(help="Epochs per update phase.")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    anomalous_per_batch: Annotated[
-        int, typer.Option(help="Anomalous images in each update batch.")
-    ] = 8,
-    lr: Annotated[float, typer.Option(help="Learning rate of the initial phase.")] = 1e-3,
-    update_lr: Annotated[float, typer.Option(help="Learning rate of the update phases.")] = 3e-4,
-    lam: Annotated[float, typer.Option(help="lambda of eq. 13.")] = 1.0,
-    push: Annotated[str, typer.Option(help="paper (eq. 13 as printed) | margin (bounded)")] = (
-        "margin"
+# The options of `train` that are not part of the run's TrainConfig.
+_RUN_OPTIONS = {
+    "resume": (
+        Annotated[bool, typer.Option("--resume", help="Continue from the last complete phase.")],
+        False,
     ),
-    margin_sigmas: Annotated[
-        float, typer.Option(help="Margin = mu_e + this * sigma_e of the initial model.")
-    ] = 3.0,
-    s: Annotated[
-        float, typer.Option("--s", "--threshold-step", help="Threshold step of eq. 9, in sigmas.")
-    ] = 0.3,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    baseline: Annotated[
-        bool, typer.Option("--baseline", help="Equal-training control: lambda = 0.")
-    ] = False,
-    freeze_labels: Annotated[
-        bool,
-        typer.Option(
-            "--freeze-labels/--recompute-labels",
-            help="Keep the first pseudo-labels, or relabel every iteration.",
-        ),
-    ] = True,
-    workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 0,
-    threads: Annotated[
-        int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
-    ] = 0,
-    checkpoint_minutes: Annotated[
-        float,
-        typer.Option(
-            help="Save the phase in flight this often (at an epoch end; 0 = only on Ctrl-C)."
-        ),
-    ] = 10.0,
-    init_from: Annotated[
-        Path | None,
-        typer.Option(
-            "--init-from",
-            help="Start from the initial model of this run (same model, size, epochs, seed).",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last complete phase.")
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Replace an existing run (deletes only the run's own files)."),
-    ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    stop_after: Annotated[
-        str | None, typer.Option(help="Stop after this phase (e.g. initial, update_2).")
-    ] = None,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            "--nproc", help="DDP processes on this machine (launched with torchrun; 1 = none)."
-        ),
-    ] = 1,
-) -> None:
+    "force": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--force", help="Replace an existing run (deletes only the run's own files)."
+            ),
+        ],
+        False,
+    ),
+    "progress": (Annotated[bool, typer.Option("--progress/--no-progress")], True),
+    "stop_after": (
+        Annotated[str | None, typer.Option(help="Stop after this phase (e.g. initial, update_2).")],
+        None,
+    ),
+    "nproc": (
+        Annotated[
+            int,
+            typer.Option(
+                "--nproc", help="DDP processes on this machine (launched with torchrun; 1 = none)."
+            ),
+        ],
+        1,
+    ),
+}
+_TYPES = {"str": str, "str | None": str | None, "int": int, "float": float, "bool": bool}
+
+
+def config_options() -> list[inspect.Parameter]:
+    """One typer option per TrainConfig field: its flag, help and default from the field."""
+    import dataclasses
+
+    from kist_train.config import TrainConfig, option_flag
+
+    out = []
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        kind = _TYPES[str(field.type)]
+        if meta["path"]:
+            kind = Path | None if field.default is None else Path
+        flag = option_flag(field)
+        decls = [f"{flag}/{meta['off']}"] if meta["off"] else [*meta["aliases"], flag]
+        annotation = Annotated[kind, typer.Option(*decls, help=meta["help"])]
+        default = inspect.Parameter.empty if meta["required"] else field.default
+        out.append(inspect.Parameter(field.name, KEYWORD, default=default, annotation=annotation))
+    return out
+
+
+def config_from_options(options: dict):
+    """The TrainConfig of `train`'s parsed options (paths as strings, as the config keeps them)."""
+    import dataclasses
+
+    from kist_train.config import TrainConfig
+
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        value = options[field.name]
+        values[field.name] = str(value) if field.metadata["path"] and value is not None else value
+    return TrainConfig(**values)
+
+
+def _train(*, resume: bool, force: bool, progress: bool, stop_after, nproc: int, **options):
     """Train a reconstruction model with KIST (Algorithm 1), or the equal-training baseline."""
     with one_line_errors(), _interruptible():
-        from kist_train.config import TrainConfig
         from kist_train.engine import train
 
-        config = TrainConfig(
-            data=str(data),
-            out=str(out),
-            rulebook=str(rulebook) if rulebook is not None else None,
-            model=model,
-            width=width,
-            depth=depth,
-            skip_from=skip_from,
-            size=size,
-            epochs=epochs,
-            iterations=iterations,
-            update_epochs=update_epochs,
-            batch_size=batch_size,
-            anomalous_per_batch=anomalous_per_batch,
-            lr=lr,
-            update_lr=update_lr,
-            lam=lam,
-            push=push,
-            margin_sigmas=margin_sigmas,
-            s=s,
-            seed=seed,
-            device=device,
-            baseline=baseline,
-            freeze_labels=freeze_labels,
-            workers=workers,
-            threads=threads,
-            checkpoint_minutes=checkpoint_minutes,
-            init_from=str(init_from) if init_from is not None else None,
-        )
+        config = config_from_options(options)
         if nproc != 1:
             code = _launch(config, nproc, resume=resume, force=force, stop_after=stop_after)
             raise typer.Exit(code)
@@ -217,7 +167,26 @@ def train_command(
         typer.echo(str(run_dir))
 
 
-@app.command("predict")
+def _train_command():
+    """`_train` with a signature typer reads: TrainConfig's options, then the run options."""
+
+    def train_command(**options) -> None:
+        _train(**options)
+
+    parameters = config_options() + [
+        inspect.Parameter(name, KEYWORD, default=default, annotation=annotation)
+        for name, (annotation, default) in _RUN_OPTIONS.items()
+    ]
+    train_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    train_command.__annotations__ = {p.name: p.annotation for p in parameters}
+    train_command.__doc__ = _train.__doc__
+    return train_command
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+train_command = _train_command()
+
+
 def predict_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     inputs: Annotated[
@@ -237,7 +206,7 @@ def predict_command(
         bool, typer.Option("--no-filter", help="Raw residuals, no guided filter.")
     ] = False,
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays")] = True,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Write float32 TIFF anomaly maps at original resolution (and PNG overlays)."""
     with one_line_errors():
@@ -248,7 +217,6 @@ def predict_command(
     typer.echo(f"{len(written)} maps written to {out}")
 
 
-@app.command("evaluate")
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     data: Annotated[Path, typer.Option("--data", help="Data set root with test/ and masks.")],
@@ -260,7 +228,7 @@ def evaluate_command(
             "replaces only an earlier evaluate output.",
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     phase: Annotated[
         str | None, typer.Option(help="Checkpoint to evaluate (e.g. update_2; default: the last).")
     ] = None,
@@ -282,7 +250,6 @@ def evaluate_command(
     stderr.print(f"written {target}", markup=False, highlight=False)
 
 
-@app.command("audit")
 def audit_command(
     model: Annotated[Path, typer.Option("--model", help="Run directory of `kistrules train`.")],
     rulebook: Annotated[Path, typer.Option("--rulebook", help=".rules file to audit.")],
@@ -293,7 +260,7 @@ def audit_command(
             "--json", help="Also write JSON here (replaces only an earlier audit output)."
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     phase: Annotated[
         str | None, typer.Option(help="Checkpoint to audit (e.g. update_2; default: the last).")
     ] = None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 VSCODE = ROOT / "editors" / "vscode"
@@ -23,7 +23,6 @@ def _manifest() -> dict:
 
 
 def _cli_commands() -> set[str]:
-    _register_commands()
     return {command.name for command in app.registered_commands}
 
 

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 import kistrules.commands.explain  # noqa: F401 - registers explain, plot, demo
 from kistrules.api import loads
 from kistrules.cli import app
+from kistrules.compiler import compile_rulebook
 from kistrules.regions import measure
+from kistrules.resolve import resolve
 
 RULES = """scale pixels = 40
 scale darkness = 50
@@ -73,7 +75,7 @@ def test_json_grades_equal_the_scorer(files):
 
     image = np.asarray(Image.open(files["image"]), dtype=np.float64)
     mask = np.asarray(Image.open(files["mask"])) > 0
-    scorer = loads(RULES, "r.rules").compile()
+    scorer = compile_rulebook(resolve(loads(RULES, "r.rules")))
     table = measure(image, label(mask, connectivity=2), properties=list(scorer.properties))
     trace = scorer(table, trace=True)
     assert [r["grade"] for r in doc["regions"]] == trace.grade.tolist()
@@ -170,7 +172,7 @@ def test_model_source_agrees_with_pseudo_labelling(fast_demo):
     from kist_train.data import read_gray, working_tensor
     from kist_train.demo import example_image
     from kist_train.predict import load_run, residual_maps
-    from kist_train.pseudo_labels import label_regions
+    from kistrules.pseudo_labels import label_regions
 
     image_path, _ = example_image(fast_demo.data)
     kist = fast_demo.out / "kist"
@@ -178,7 +180,7 @@ def test_model_source_agrees_with_pseudo_labelling(fast_demo):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     run_ = load_run(kist, device="cpu")
-    scorer = loads(fast_demo.rulebook.read_text(), "demo.rules").compile()
+    scorer = compile_rulebook(resolve(loads(fast_demo.rulebook.read_text(), "demo.rules")))
     image = read_gray(image_path)
     residual = residual_maps(run_, [image])
     working = working_tensor([image], run_.size)[:, 0] * 255.0

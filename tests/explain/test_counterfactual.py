@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from kistrules.api import loads
 from kistrules.compiler import compile_rulebook
 from kistrules.explain import _round, counterfactuals, explain_trace, satisfying_set
+from kistrules.resolve import resolve
 
 PROPS = ("area", "gray", "darkness", "pixels")
 GAMMA = {"area": 0.05, "gray": 255.0, "darkness": 50.0, "pixels": 40.0}
@@ -45,9 +46,14 @@ def _explain(scorer, props: dict[str, float]):
 
 
 def test_the_paper_style_example_reads_naturally():
-    scorer = loads(
-        HEADER + "rule large_dark: IF area is high AND gray is low THEN anomalous (1)", "t.rules"
-    ).compile()
+    scorer = compile_rulebook(
+        resolve(
+            loads(
+                HEADER + "rule large_dark: IF area is high AND gray is low THEN anomalous (1)",
+                "t.rules",
+            )
+        )
+    )
     region = _explain(scorer, {"area": 0.01, "gray": 40.0, "darkness": 0.0, "pixels": 0.0})
     rule = region.rules[0]
     cf = rule.counterfactual
@@ -63,7 +69,7 @@ def test_the_paper_style_example_reads_naturally():
 
 def test_not_and_or_follow_de_morgan():
     text = HEADER + "rule r: IF NOT (gray is high OR darkness is low) THEN anomalous (0.9)\n"
-    scorer = compile_rulebook(loads(text, "t.rules"), dtype=torch.float64)
+    scorer = compile_rulebook(resolve(loads(text, "t.rules")), dtype=torch.float64)
     infos = [t for t in scorer.terms if t.rule == 0]
     rule = scorer.resolved.rules[0]
     # threshold 0.8, TV 0.9: the condition must reach 0.8 / 0.9 = 0.888...
@@ -78,9 +84,13 @@ def test_not_and_or_follow_de_morgan():
 
 
 def test_a_truth_value_below_alpha_has_no_counterfactual():
-    scorer = loads(
-        HEADER + "threshold 0.9\nrule weak: IF gray is low THEN anomalous (0.5)", "t.rules"
-    ).compile()
+    scorer = compile_rulebook(
+        resolve(
+            loads(
+                HEADER + "threshold 0.9\nrule weak: IF gray is low THEN anomalous (0.5)", "t.rules"
+            )
+        )
+    )
     found, reason = counterfactuals(scorer, 0, {"gray": 0.9}, {"gray": 230.0})
     assert found == [] and "can never fire" in reason
 
@@ -139,10 +149,10 @@ def _grid_fires(scorer, values: dict[str, float], prop: str, rule: int, grid: np
 def test_counterfactuals_fire_and_are_minimal(case):
     text, values = case
     rulebook = loads(text, "gen.rules")
-    scorer = rulebook.compile()
+    scorer = compile_rulebook(resolve(rulebook))
     # Minimality is judged on the exact (float64) semantics: at a level of exactly 1
     # (TV = alpha) float32 rounds 1 - 1e-8 up to 1 and "fires" where the maths does not.
-    exact = compile_rulebook(rulebook, dtype=torch.float64)
+    exact = compile_rulebook(resolve(rulebook), dtype=torch.float64)
     region = _explain(scorer, values)
     grid = np.linspace(0.0, 1.0, 2001)
     for index, rule in enumerate(region.rules):
@@ -172,7 +182,7 @@ def test_counterfactuals_fire_and_are_minimal(case):
 @given(cases())
 def test_exact_level_sets_fire_in_float64_without_nudging(case):
     text, values = case
-    scorer = compile_rulebook(loads(text, "gen.rules"), dtype=torch.float64)
+    scorer = compile_rulebook(resolve(loads(text, "gen.rules")), dtype=torch.float64)
     std = {p: min(max(v / GAMMA[p], 0.0), 1.0) for p, v in values.items()}
     rules = _rescore(scorer, values)
     for index in range(len(scorer.rule_names)):

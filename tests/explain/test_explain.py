@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kistrules.api import loads
+from kistrules.compiler import compile_rulebook
 from kistrules.explain import explain_mask, explain_residual, explain_trace, to_jsonable
 from kistrules.regions import measure
+from kistrules.resolve import resolve
 
 RULES = """
 scale pixels = 40
@@ -41,7 +43,7 @@ def _scene():
 
 @pytest.fixture(scope="module")
 def scorer():
-    return loads(RULES, "t.rules").compile()
+    return compile_rulebook(resolve(loads(RULES, "t.rules")))
 
 
 def test_mask_regions_grade_equals_scorer_on_the_measured_table(scorer):

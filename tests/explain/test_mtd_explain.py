@@ -1,6 +1,6 @@
 """`kistrules explain` on a real MTD test image: mask and model sources agree with the scorer.
 
-Needs the development split at ../shared/datasets/mtd (beside the repository);
+Needs the MTD development split (shared/datasets/mtd beside the repository);
 the test skips with a message when it is absent (it is never copied into the repo).
 """
 
@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 import kistrules.commands.explain  # noqa: F401 - registers explain
 from kistrules.api import load
 from kistrules.cli import app
+from kistrules.compiler import compile_rulebook
 from kistrules.regions import measure
+from kistrules.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 MTD = ROOT.parent / "shared" / "datasets" / "mtd"
@@ -28,7 +30,7 @@ pytestmark = [
     pytest.mark.mtd,
     pytest.mark.skipif(
         not (MTD / "test" / "blowhole").is_dir(),
-        reason=f"MTD development split not found at {MTD} (../shared is absent)",
+        reason=f"MTD development split not found at {MTD} (the shared data set is absent)",
     ),
 ]
 
@@ -45,7 +47,7 @@ def _explain(*args) -> dict:
 
 
 def _regrade(doc: dict) -> np.ndarray:
-    scorer = load(TUNED).compile()
+    scorer = compile_rulebook(resolve(load(TUNED)))
     raw = {
         name: torch.tensor([r["properties"][name]["raw"] for r in doc["regions"]])
         for name in doc["scales"]
@@ -72,7 +74,7 @@ def test_model_regions_equal_pseudo_labelling(fast_demo):
     """A trained (demo) model on the real tile: explain's regions are label_regions' regions."""
     from kist_train.data import read_gray, working_tensor
     from kist_train.predict import load_run, residual_maps
-    from kist_train.pseudo_labels import label_regions
+    from kistrules.pseudo_labels import label_regions
 
     image_path, _ = _blowhole()
     kist = fast_demo.out / "kist"
@@ -82,7 +84,7 @@ def test_model_regions_equal_pseudo_labelling(fast_demo):
     labels = label_regions(
         working_tensor([image], run.size)[:, 0] * 255.0,
         residual_maps(run, [image]),
-        load(TUNED).compile(),
+        compile_rulebook(resolve(load(TUNED))),
         mu=run.mu_e,
         sigma=run.sigma_e,
         s=run.config.s,

@@ -32,7 +32,7 @@ rule b: IF gray is tri OR unevenness is bump THEN anomalous
 def test_curves_equal_the_scorers_term_truths():
     rulebook = loads(RULES, "p.rules")
     resolved = resolve(rulebook)
-    scorer = compile_rulebook(rulebook, dtype=torch.float64)
+    scorer = compile_rulebook(resolve(rulebook), dtype=torch.float64)
     by_property = curves(resolved)
     assert list(by_property) == ["area", "gray", "unevenness"]
     grid = np.linspace(0.0, 1.0, GRID)

@@ -40,7 +40,6 @@ Decisions documented here (and in the code that enforces them):
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import pickle
@@ -60,9 +59,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
+from tests.train import synthetic as syn
 
-_register_commands()
 RUNNER = CliRunner()
 KISTRULES = Path(sys.executable).with_name("kistrules")
 TINY = [
@@ -70,20 +69,6 @@ TINY = [
     "--update-epochs", "1", "--batch-size", "4", "--anomalous-per-batch", "2",
     "--device", "cpu", "--no-progress", "--threads", "1",
 ]  # fmt: skip
-
-
-def _synthetic():
-    name = "kist_train_tests_synthetic"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "train" / "synthetic.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _synthetic()
 
 
 # --- the shared world: a tiny data set, rulebook and trained run ------------------------------

@@ -28,10 +28,12 @@ import kistrules
 import kistrules.overlay as overlay
 from kist_train.predict import heat_overlay
 from kistrules.api import loads
-from kistrules.commands.explain import explain_document, render_text, write_overlay
+from kistrules.commands.explain import print_explanation
 from kistrules.compiler import Scorer, compile_rulebook
-from kistrules.explain import explain_mask, explain_residual
+from kistrules.explain import explain_document, explain_mask, explain_residual
+from kistrules.overlay import write_overlay
 from kistrules.regions import _rank_among_positives, measure
+from kistrules.resolve import resolve
 from tests.hostile.scaling_inputs import commands, peak_rss_bytes, tiny_run, write_inputs
 
 RULES = """threshold 0.5
@@ -68,7 +70,7 @@ def test_explain_mask_memory_is_linear_in_pixels_and_regions(tmp_path: Path):
     images); the previous code kept one full-size mask per region and measured
     ~100x (64 x 64: ~190 regions; 256 x 256: ~3,200 regions, 210 MB of masks).
     """
-    scorer = loads(RULES, "t.rules").compile()
+    scorer = compile_rulebook(resolve(loads(RULES, "t.rules")))
     explain_mask(scorer, *_speckle(8))  # warm-up: lazy imports are not the workload's
     peaks, regions = {}, {}
     for side in (64, 256):
@@ -86,7 +88,7 @@ def test_explain_mask_memory_is_linear_in_pixels_and_regions(tmp_path: Path):
 
 def test_region_masks_are_label_image_views(tmp_path: Path):
     """A region's mask is built on demand from its label image; its window is a view."""
-    scorer = loads(RULES, "t.rules").compile()
+    scorer = compile_rulebook(resolve(loads(RULES, "t.rules")))
     image, mask = _speckle(48, seed=3)
     result = explain_mask(scorer, image, mask, counterfactual=False)
     from skimage.measure import label
@@ -155,7 +157,7 @@ def test_overlay_from_windows_equals_overlay_from_full_masks(side: int):
     Nested regions of eq. 9's thresholds, regions on every image border, and a
     crowded image (faint outlines of grade-0 regions).
     """
-    scorer = loads(RULES, "t.rules").compile()
+    scorer = compile_rulebook(resolve(loads(RULES, "t.rules")))
     rng = np.random.default_rng(side)
     image = rng.uniform(100, 200, (side, side))
     residual = rng.uniform(0, 0.02, (side, side))
@@ -188,7 +190,7 @@ def test_overlay_searches_outlines_in_windows_not_whole_images(monkeypatch, tmp_
     Previous code: every region searched the whole enlarged image, ~1,400x here
     (128 x 128, ~800 regions, enlarged 4x).
     """
-    scorer = loads(RULES, "t.rules").compile()
+    scorer = compile_rulebook(resolve(loads(RULES, "t.rules")))
     image, mask = _speckle(128, seed=1)
     result = explain_mask(scorer, image, mask, counterfactual=False)
     searched = []
@@ -299,7 +301,7 @@ def _rulebook(count: int, seed: int = 0) -> str:
 
 def _explain_work(count: int, monkeypatch) -> tuple[int, int, int]:
     """(lines of kistrules code run, rule-rows re-scored, missed rules) explaining 3 regions."""
-    scorer = loads(_rulebook(count), f"r{count}.rules").compile()
+    scorer = compile_rulebook(resolve(loads(_rulebook(count), f"r{count}.rules")))
     image = np.full((24, 24), 60.0)
     mask = np.zeros((24, 24), bool)
     mask[2:5, 2:9] = mask[10:20, 10:14] = mask[18:23, 1:3] = True
@@ -330,7 +332,9 @@ def _explain_work(count: int, monkeypatch) -> tuple[int, int, int]:
     sys.settrace(tracer)
     try:
         result = explain_mask(scorer, image, mask)
-        render_text(Console(quiet=True), scorer, result, verbose=True, why_not=None, title="t")
+        print_explanation(
+            Console(quiet=True), scorer, result, verbose=True, why_not=None, title="t"
+        )
         explain_document(scorer, result, image=Path("i.png"), rulebook=Path("r"), why_not=None)
     finally:
         sys.settrace(previous)
@@ -368,7 +372,7 @@ def test_one_rule_scorer_equals_its_column_of_the_whole_scorer(seed: int):
     rng = np.random.default_rng(seed)
     special = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, -0.1, np.nan, np.inf, -np.inf]
     for dtype in (torch.float32, torch.float64):
-        scorer = compile_rulebook(loads(text, "t.rules"), dtype=dtype)
+        scorer = compile_rulebook(resolve(loads(text, "t.rules")), dtype=dtype)
         n = 400
         props = {}
         for p in scorer.properties:

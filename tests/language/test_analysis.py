@@ -14,6 +14,7 @@ from kistrules.analysis import analyse, best_truth, reaches
 from kistrules.checker import check_names
 from kistrules.parser import parse
 from kistrules.resolve import resolve
+from tests.property import strategies as STRATEGIES
 
 SCALES = "scale gray = 255\nscale area = 0.05\nscale shape = 187.5\n"
 
@@ -363,20 +364,6 @@ def test_reachability_matches_dense_sampling(sets, condition):
 
 
 # --- soundness on generated rulebooks: no warning contradicts a sampled point --------
-
-
-def _load_strategies():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "property" / "strategies.py"
-    spec = importlib.util.spec_from_file_location("kistrules_property_strategies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-STRATEGIES = _load_strategies()
 
 
 def _truth(resolved, condition, point) -> float:

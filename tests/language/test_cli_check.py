@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
 
-_register_commands()
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE = FIXTURES / "cli" / "magnetic_tile.rules"
 KISTRULES = Path(sys.executable).with_name("kistrules")

@@ -3,7 +3,7 @@
 Hypothesis draws small images (1-24 px a side, any gray values, constant ones
 included), residual maps around the eq. 9 thresholds and valid rulebooks
 (tests/scorer/strategies.py), and runs them through `measure_regions`, the
-compiled scorer and `kist_train.pseudo_labels.label_regions`, the code that
+compiled scorer and `kistrules.pseudo_labels.label_regions`, the code that
 training uses. Whatever the input:
 
 - no grade is NaN, every grade lies in [0, 1] and `fired` is `grade >= alpha`;
@@ -15,31 +15,20 @@ training uses. Whatever the input:
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from kist_train.pseudo_labels import label_regions
 from kistrules.ast import ThresholdDef
 from kistrules.compiler import compile_rulebook
+from kistrules.pseudo_labels import label_regions
 from kistrules.regions import eq9_thresholds
+from kistrules.resolve import resolve
+from tests.scorer import strategies as S
 
-
-def _load_scorer_strategies():
-    # Loaded by path: a bare `import strategies` could resolve to another tests/ module.
-    path = Path(__file__).parents[1] / "scorer" / "strategies.py"
-    spec = importlib.util.spec_from_file_location("kistrules_scorer_strategies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-S = _load_scorer_strategies()
 ALPHAS = [i / 20 for i in range(21)]
 
 
@@ -106,8 +95,8 @@ def with_threshold(book, alpha: float):
 def test_pipeline_labels_are_finite_inside_and_monotone_in_alpha(book, batch, alphas):
     images, residuals, mu, sigma, sizes = batch
     low, high = sorted(alphas)
-    strict = compile_rulebook(with_threshold(book, high))
-    lenient = compile_rulebook(with_threshold(book, low))
+    strict = compile_rulebook(resolve(with_threshold(book, high)))
+    lenient = compile_rulebook(resolve(with_threshold(book, low)))
     assert math.isclose(strict.threshold, high) and math.isclose(lenient.threshold, low)
 
     kwargs = {"mu": mu, "sigma": sigma, "s": 0.3, "original_sizes": sizes}
@@ -142,7 +131,7 @@ def test_pipeline_labels_are_finite_inside_and_monotone_in_alpha(book, batch, al
 def test_every_region_fires_at_alpha_zero_and_labels_all_region_pixels(book, batch):
     """alpha = 0: every region fires, so the mask is exactly the union of region pixels."""
     images, residuals, mu, sigma, sizes = batch
-    scorer = compile_rulebook(with_threshold(book, 0.0))
+    scorer = compile_rulebook(resolve(with_threshold(book, 0.0)))
     labels = label_regions(images, residuals, scorer, mu=mu, sigma=sigma, original_sizes=sizes)
     assert torch.equal(labels.mask, (torch.as_tensor(labels.table.labels) > 0).any(dim=1))
     event(f"regions: {len(labels.table) > 0}")

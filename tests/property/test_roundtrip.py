@@ -3,9 +3,7 @@ noisy spellings of one rulebook all format alike; comments survive."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 from hypothesis import given, settings
 
@@ -13,18 +11,8 @@ from kistrules.api import diagnose
 from kistrules.ast import Rule, RulebookName, ScaleDef, SetDef, ThresholdDef
 from kistrules.formatter import format_rulebook, format_source
 from kistrules.parser import parse
+from tests.property import strategies as S
 
-
-def _load_strategies():
-    # Loaded by path: a bare `import strategies` could resolve to another tests/ module.
-    path = Path(__file__).with_name("strategies.py")
-    spec = importlib.util.spec_from_file_location("kistrules_property_strategies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-S = _load_strategies()
 SECTIONS = (RulebookName, ScaleDef, SetDef, ThresholdDef, Rule)
 
 

@@ -3,16 +3,14 @@
 `area`, `pixels`, `gray`, `unevenness`, and `elongation`, `orientation` (through the
 inertia tensor, with pixel spacing) against `skimage.measure.regionprops`; `shape`,
 `symmetry`, `darkness`, `brightness`, `border`, `thickness` against
-tests/regions/reference.py (same definitions, computed one region at a time in plain
+tests/reference/regions.py (same definitions, computed one region at a time in plain
 Python); region counts against `skimage.measure.label(connectivity=2)`; a few values
 worked out by hand.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,17 +30,8 @@ from kistrules.regions import (
     measure_regions,
     pseudo_label_mask,
 )
+from tests.reference import regions as ref
 
-
-def _load_reference():
-    path = Path(__file__).with_name("reference.py")
-    spec = importlib.util.spec_from_file_location("kistrules_regions_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
 TOL = 1e-6
 
 

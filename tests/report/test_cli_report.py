@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kist_train.rundir import MARKER
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
 
-_register_commands()
 runner = CliRunner()
 
 

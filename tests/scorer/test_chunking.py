@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from kistrules.compiler import compile_rulebook
 from kistrules.membership import MISSING, grade_set, trapezoid_edges
+from kistrules.resolve import resolve
+from tests.reference import scorer as reference
 
-from . import paper, reference
+from . import paper
 from .strategies import GRID, and_, not_, or_, rule, rulebook, rulebooks, set_def, term
 
 FIELDS = ("grade", "rules", "fired", "winner")
@@ -52,7 +54,7 @@ def assert_same(whole, part, fields) -> None:
 
 def chunked_equals_whole(book, n: int, chunk: int, seed: int, traces=(False, True)) -> None:
     for dtype in (torch.float64, torch.float32):
-        scorer = compile_rulebook(book, dtype=dtype)
+        scorer = compile_rulebook(resolve(book), dtype=dtype)
         values = raw_inputs(scorer, n, seed)
         for trace in traces:
             scorer.chunk_size = max(n, 1)  # one pass over every region
@@ -88,7 +90,7 @@ def test_chunked_equals_one_pass_for_the_paper_and_a_mixed_rulebook(n, chunk):
 
 
 def test_default_chunks_span_several_passes_and_equal_one_pass():
-    scorer = compile_rulebook(paper.mtd())
+    scorer = compile_rulebook(resolve(paper.mtd()))
     step = scorer._chunk_size(10**6)
     assert 1 < step < 10**6
     chunked_equals_whole(paper.mtd(), 2 * step + 5, step, seed=5, traces=(False,))
@@ -109,7 +111,7 @@ def test_chunked_equals_one_pass_for_any_rulebook(book, n, chunk, seed):
 @given(data=st.data())
 def test_winner_is_the_first_rule_reaching_the_grade(data):
     book = data.draw(rulebooks())
-    scorer = compile_rulebook(book, dtype=torch.float64)
+    scorer = compile_rulebook(resolve(book), dtype=torch.float64)
     values = raw_inputs(scorer, 40, data.draw(st.integers(0, 1000)))
     trace = scorer(values)
     rules, grade = trace.rules.tolist(), trace.grade.tolist()
@@ -144,11 +146,13 @@ def test_edges_equal_the_contract_formula_bit_for_bit(points, data):
 
 
 def test_the_paper_rulebook_runs_on_edges_alone():
-    scorer = compile_rulebook(paper.mtd())
+    scorer = compile_rulebook(resolve(paper.mtd()))
     # low and high: one edge each, unevenness mid two: 9 edges for 8 distinct terms
     assert "terms=12, columns=8, edges=9" in repr(scorer)
     assert not scorer._needs_columns and len(scorer._flat_edges) == 4
-    assert len(compile_rulebook(MIXED)._flat_edges) == 0  # columns needed: gaussian, hedges
+    assert (
+        len(compile_rulebook(resolve(MIXED))._flat_edges) == 0
+    )  # columns needed: gaussian, hedges
 
 
 def test_edges_of_the_builtin_sets():

@@ -14,8 +14,8 @@ from kistrules.builtins import PROPERTIES
 from kistrules.compiler import Scorer, ScoreTrace, TermInfo, compile_rulebook
 from kistrules.errors import DataError, KistrulesError
 from kistrules.resolve import resolve
+from tests.reference import scorer as reference
 
-from . import reference
 from .strategies import (
     and_,
     not_,
@@ -41,7 +41,7 @@ def region_values(draw, book, n: int, *, nan: bool = True) -> dict[str, list[flo
 
 
 def score(book, values, dtype):
-    scorer = compile_rulebook(book, dtype=dtype)
+    scorer = compile_rulebook(resolve(book), dtype=dtype)
     props = {p: torch.tensor(v, dtype=torch.float64) for p, v in values.items()}
     return scorer, scorer(props, trace=True)
 
@@ -118,7 +118,7 @@ def test_float32_equals_reference(book, data):
 )
 def test_builtin_sets_at_breakpoints(set_name, expected):
     book = rulebook([rule(term("area", set_name), 1.0, 1)])
-    scorer = compile_rulebook(book, dtype=torch.float64)
+    scorer = compile_rulebook(resolve(book), dtype=torch.float64)
     values = torch.tensor([i / 10 for i in range(11)], dtype=torch.float64)  # area's gamma is 1
     grade = scorer({"area": values}).grade
     assert grade.tolist() == pytest.approx(expected, abs=1e-12)
@@ -141,7 +141,7 @@ def test_builtin_sets_at_breakpoints(set_name, expected):
 def test_membership_shapes(function, params, points):
     book = rulebook([set_def("s", function, params), rule(term("symmetry", "s"), 1.0, 1)])
     for dtype in (torch.float64, torch.float32):
-        scorer = compile_rulebook(book, dtype=dtype)
+        scorer = compile_rulebook(resolve(book), dtype=dtype)
         grade = scorer({"symmetry": torch.tensor(list(points), dtype=torch.float64)}).grade
         assert grade.tolist() == pytest.approx(list(points.values()), abs=1e-6)
 
@@ -158,7 +158,7 @@ def test_hedges_apply_from_the_set_outward_and_not_last():
     for hedges, expected in cases.items():
         for negated in (False, True):
             book = rulebook([rule(term("gray", "low", negated=negated, hedges=hedges), 1.0, 1)])
-            got = compile_rulebook(book, dtype=torch.float64)({"gray": [0.3 * 255]}).grade
+            got = compile_rulebook(resolve(book), dtype=torch.float64)({"gray": [0.3 * 255]}).grade
             want = 1 - expected if negated else expected
             assert float(got[0]) == pytest.approx(want, abs=1e-12), (hedges, negated)
 
@@ -173,7 +173,7 @@ def test_and_or_not_truth_value_and_max_over_rules():
         ]
     )
     values = {"area": [0.3], "gray": [0.7 * 255], "shape": [0.1 * 187.5]}
-    trace = compile_rulebook(book, dtype=torch.float64)(values, trace=True)
+    trace = compile_rulebook(resolve(book), dtype=torch.float64)(values, trace=True)
     assert trace.rules[0].tolist() == pytest.approx([0.4, 0.45, 0.5])
     assert float(trace.grade[0]) == pytest.approx(0.5)
     assert int(trace.winner[0]) == 2
@@ -188,7 +188,7 @@ def test_ties_go_to_the_first_rule_and_first_term():
             rule(or_(term("area", "high"), term("gray", "high")), 0.5, 3),
         ]
     )
-    trace = compile_rulebook(book)({"area": [1.0, 0.0], "gray": [255.0, 0.0]}, trace=True)
+    trace = compile_rulebook(resolve(book))({"area": [1.0, 0.0], "gray": [255.0, 0.0]}, trace=True)
     assert trace.winner.tolist() == [0, 0]
     # rule 1's terms are 0, 1; rule 2's 2, 3; rule 3's 4, 5: each picks its first on ties
     assert trace.limiting.tolist() == [[0, 2, 4], [0, 2, 4]]
@@ -205,14 +205,16 @@ def test_limiting_follows_min_at_and_max_at_or_through_not():
             )
         ]
     )
-    trace = compile_rulebook(book)({"shape": [187.5], "area": [0.3], "gray": [0.0]}, trace=True)
+    trace = compile_rulebook(resolve(book))(
+        {"shape": [187.5], "area": [0.3], "gray": [0.0]}, trace=True
+    )
     assert float(trace.rules[0, 0]) == pytest.approx(0.0)
     assert trace.limiting.tolist() == [[2]]
 
 
 def test_out_of_range_raw_values_clip():
     book = rulebook([rule(term("gray", "low"), 1.0, 1), rule(term("area", "high"), 0.9, 2)])
-    scorer = compile_rulebook(book, dtype=torch.float64)
+    scorer = compile_rulebook(resolve(book), dtype=torch.float64)
     inf = float("inf")
     values = {"gray": [-1e6, -inf, 1e30, inf, -0.0], "area": [1e12, inf, -5.0, -inf, 0.0]}
     trace = scorer(values, trace=True)
@@ -232,7 +234,9 @@ def test_nan_belongs_to_no_set_and_never_yields_nan():
         ]
     )
     for dtype in (torch.float32, torch.float64):
-        trace = compile_rulebook(book, dtype=dtype)({"gray": [nan], "area": [nan]}, trace=True)
+        trace = compile_rulebook(resolve(book), dtype=dtype)(
+            {"gray": [nan], "area": [nan]}, trace=True
+        )
         assert trace.terms[0].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
         assert trace.rules[0].tolist() == pytest.approx([0.0, 0.8, 0.7, 0.0])
         assert float(trace.grade[0]) == pytest.approx(0.8)
@@ -246,7 +250,7 @@ def test_zero_regions_gives_empty_tensors():
             rule(not_(term("shape", "low")), 1, 2),
         ]
     )
-    scorer = compile_rulebook(book)
+    scorer = compile_rulebook(resolve(book))
     trace = scorer({p: torch.zeros(0) for p in scorer.properties}, trace=True)
     assert trace.grade.shape == (0,) and trace.grade.dtype == torch.float32
     assert trace.rules.shape == (0, 2)
@@ -267,7 +271,7 @@ def test_many_regions_in_chunks_equal_small_batches():
             rule(or_(term("shape", "high"), not_(term("symmetry", "mid"))), 0.8, 2),
         ]
     )
-    scorer = compile_rulebook(book, dtype=torch.float64)
+    scorer = compile_rulebook(resolve(book), dtype=torch.float64)
     generator = torch.Generator().manual_seed(3)
     n = 3 * scorer._chunk_size(10**6) + 17
     values = {
@@ -302,7 +306,7 @@ def test_public_attributes_and_term_info():
             rule(term("shape", "high"), None, 2),
         ]
     )
-    scorer = book.compile("cpu")
+    scorer = compile_rulebook(resolve(book), device="cpu")
     assert isinstance(scorer, Scorer) and isinstance(scorer, torch.nn.Module)
     assert scorer.properties == ("gray", "area", "shape")
     assert scorer.rule_names == ("dark", "rule 2")
@@ -350,7 +354,7 @@ def test_region_table_input():
     book = rulebook(
         [scale_def("area", 0.5), rule(and_(term("area", "high"), term("gray", "low")), 1, 1)]
     )
-    trace = compile_rulebook(book, dtype=torch.float64)(table, trace=True)
+    trace = compile_rulebook(resolve(book), dtype=torch.float64)(table, trace=True)
     area = table["area"].double()
     assert trace.standardised["area"].tolist() == pytest.approx((area / 0.5).clamp(0, 1).tolist())
     assert trace.fired.tolist() == [True, False]
@@ -358,7 +362,7 @@ def test_region_table_input():
 
 def test_bad_inputs_raise_data_errors_naming_the_problem():
     book = rulebook([rule(and_(term("gray", "low"), term("area", "high")), 1.0, 1)], path="x.rules")
-    scorer = compile_rulebook(book)
+    scorer = compile_rulebook(resolve(book))
     with pytest.raises(DataError, match=r"lack 'area'.*x\.rules"):
         scorer({"gray": torch.zeros(3)})
     with pytest.raises(DataError, match="1-D"):
@@ -371,7 +375,7 @@ def test_bad_inputs_raise_data_errors_naming_the_problem():
 
 def test_a_rulebook_without_rules_is_a_user_error():
     with pytest.raises(KistrulesError, match=r"empty\.rules.*no rules"):
-        compile_rulebook(rulebook([scale_def("gray", 100.0)], path="empty.rules"))
+        compile_rulebook(resolve(rulebook([scale_def("gray", 100.0)], path="empty.rules")))
 
 
 def test_rules_written_differently_but_equal_give_equal_grades():
@@ -388,8 +392,8 @@ def test_rules_written_differently_but_equal_give_equal_grades():
     values = {
         p: torch.rand(200, generator=generator) * 1.2 * PROPERTIES[p].default_scale for p in ALL
     }
-    one = compile_rulebook(left, dtype=torch.float64)(values, trace=True)
-    two = compile_rulebook(right, dtype=torch.float64)(values, trace=True)
+    one = compile_rulebook(resolve(left), dtype=torch.float64)(values, trace=True)
+    two = compile_rulebook(resolve(right), dtype=torch.float64)(values, trace=True)
     assert torch.allclose(one.rules, two.rules, atol=1e-12)
     assert torch.equal(one.limiting[:, 1], two.limiting[:, 1])
 
@@ -417,5 +421,5 @@ def test_grade_set_equals_reference_on_a_grid(function, params):
 def test_inputs_that_require_grad_are_graded_without_autograd():
     book = rulebook([rule(and_(term("gray", "low"), term("area", "high")), 1.0, 1)])
     gray = torch.tensor([0.0, 255.0], requires_grad=True)
-    trace = compile_rulebook(book)({"gray": gray, "area": torch.ones(2)}, trace=True)
+    trace = compile_rulebook(resolve(book))({"gray": gray, "area": torch.ones(2)}, trace=True)
     assert trace.grade.tolist() == [1.0, 0.0] and not trace.grade.requires_grad

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kistrules.compiler import compile_rulebook
+from kistrules.resolve import resolve
 
 from . import paper
 from .strategies import GRID, and_, or_, rule, rulebook, scale_def, set_def, term
@@ -40,7 +41,7 @@ def compare(book, raw: dict[str, np.ndarray]) -> None:
         engine, block, output, paper.standardise_numpy(book, raw)
     )
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        trace = compile_rulebook(book, dtype=dtype)(
+        trace = compile_rulebook(resolve(book), dtype=dtype)(
             {p: torch.from_numpy(v) for p, v in raw.items()}
         )
         np.testing.assert_allclose(trace.rules.double().numpy(), want_rules, atol=tol, rtol=0)
@@ -124,7 +125,7 @@ def test_parsed_mtd_text_grades_like_the_built_ast():
     parsed = loads(paper.MTD_TEXT, "mtd.rules")
     raw = raw_inputs(paper.mtd(), 2000, seed=5)
     props = {p: torch.from_numpy(v) for p, v in raw.items()}
-    one = compile_rulebook(parsed, dtype=torch.float64)(props)
-    two = compile_rulebook(paper.mtd(), dtype=torch.float64)(props)
+    one = compile_rulebook(resolve(parsed), dtype=torch.float64)(props)
+    two = compile_rulebook(resolve(paper.mtd()), dtype=torch.float64)(props)
     assert torch.equal(one.rules, two.rules)
-    assert compile_rulebook(parsed).rule_names == ("rule 1", "rule 2", "rule 3", "rule 4")
+    assert compile_rulebook(resolve(parsed)).rule_names == ("rule 1", "rule 2", "rule 3", "rule 4")

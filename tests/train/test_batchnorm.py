@@ -12,8 +12,9 @@ import kist_train.engine as engine
 from kist_train.batchnorm import recompute_batchnorm
 from kist_train.checkpoints import load_checkpoint
 from kist_train.data import load_dataset, working_tensor
-from kist_train.engine import read_log, train
+from kist_train.engine import train
 from kist_train.models import ModelConfig, build_model
+from kist_train.phase_store import read_log
 from tests.train import synthetic as syn
 
 
@@ -99,8 +100,8 @@ def test_an_initial_model_from_before_gets_settled_when_an_arm_starts(
 
     settle = engine._settle_model
 
-    def old_settle(config, state, data):  # the engine as it was: running averages kept
-        figures = settle(config, state, data)
+    def old_settle(*args):  # the engine as it was: running averages kept
+        figures = settle(*args)
         del figures["batchnorm_recomputed"]
         return figures
 

@@ -11,8 +11,7 @@ import shutil
 import pytest
 import torch
 
-import kist_train.atomic as atomic_mod
-from kist_train.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+import kistrules.atomic as atomic_mod
 from kist_train.checkpoints import (
     complete_phases,
     load_checkpoint,
@@ -21,6 +20,7 @@ from kist_train.checkpoints import (
 )
 from kist_train.device import resolve_device
 from kist_train.models import ModelConfig, build_model
+from kistrules.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from kistrules.errors import CheckpointError, UsageError
 
 CONFIG = ModelConfig(kind="cae", width=4, depth=2)

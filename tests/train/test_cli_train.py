@@ -11,10 +11,9 @@ import tifffile
 from typer.testing import CliRunner
 
 from kist_train.rundir import MARKER
-from kistrules.cli import _register_commands, app
+from kistrules.cli import app
 from tests.train import synthetic as syn
 
-_register_commands()
 runner = CliRunner()
 
 TINY = [

@@ -28,8 +28,9 @@ from rich.console import Console
 
 from kist_train.checkpoints import complete_phases, load_checkpoint
 from kist_train.config import TrainConfig
-from kist_train.engine import phase_names, read_log, train
+from kist_train.engine import phase_names, train
 from kist_train.evaluate import evaluate_run
+from kist_train.phase_store import read_log
 from tests.train import synthetic as syn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,10 +340,10 @@ def test_a_killed_run_resumes_from_its_last_periodic_partial_checkpoint(
 
 
 def test_more_sigints_are_ignored_and_the_epoch_is_still_saved(dataset, tmp_path, monkeypatch):
-    from kist_train import engine
+    from kist_train import engine, phase_store
 
     config = _config(dataset, tmp_path / "run")
-    real_augment, real_save = engine.augment_normal, engine._save_phase
+    real_augment, real_save = engine.augment_normal, phase_store._write_phase
 
     def thrice(x, gen):  # Ctrl-C from the terminal, then again (as torchrun forwards it)
         os.kill(os.getpid(), signal.SIGINT)
@@ -354,7 +355,7 @@ def test_more_sigints_are_ignored_and_the_epoch_is_still_saved(dataset, tmp_path
         real_save(*args, **kwargs)
 
     monkeypatch.setattr(engine, "augment_normal", thrice)
-    monkeypatch.setattr(engine, "_save_phase", save_under_fire)
+    monkeypatch.setattr(phase_store, "_write_phase", save_under_fire)
     with pytest.raises(engine.Interrupted) as caught:
         train(config, console=Console(stderr=True, quiet=True), progress=False)
     assert (caught.value.phase, caught.value.epochs_done) == ("initial", 1)

@@ -35,7 +35,8 @@ from rich.console import Console
 from kist_train.checkpoints import load_checkpoint, load_model_from_run
 from kist_train.config import TrainConfig
 from kist_train.distributed import Distributed, check_divisible, weights_sha256
-from kist_train.engine import phase_names, read_log, train
+from kist_train.engine import phase_names, train
+from kist_train.phase_store import read_log
 from kistrules.errors import UsageError
 from tests.train import synthetic as syn
 
@@ -265,9 +266,8 @@ def test_two_gloo_processes_agree_and_match_one_process(dataset, tmp_path):
 def test_nproc_refuses_uneven_batches_in_one_line(dataset, tmp_path):
     from typer.testing import CliRunner
 
-    from kistrules.cli import _register_commands, app
+    from kistrules.cli import app
 
-    _register_commands()
     data, rulebook = dataset
     base = ["train", "--data", str(data), "--rulebook", str(rulebook), "--device", "cpu"]
     for extra, message in (

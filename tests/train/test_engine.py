@@ -14,8 +14,9 @@ import kist_train.engine as engine
 from kist_train.checkpoints import complete_phases, load_checkpoint
 from kist_train.config import TrainConfig
 from kist_train.data import load_dataset, working_tensor
-from kist_train.engine import phase_names, read_log, train
+from kist_train.engine import phase_names, train
 from kist_train.models import ModelConfig, build_model
+from kist_train.phase_store import read_log
 from kistrules.errors import CheckpointError, UsageError
 from tests.train import synthetic as syn
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,17 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kist_train.guided_filter import box_filter, guided_filter, radius_for_size
-
-
-def _load_reference():
-    path = Path(__file__).with_name("reference.py")
-    spec = importlib.util.spec_from_file_location("kist_train_tests_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+from tests.reference import train as ref
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2, 5, 40])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,18 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from kist_train.metrics import aupro, image_auroc, pixel_auroc, pro_curve, roc_auc
 from kistrules.errors import DataError
-
-
-def _load_reference():
-    # Loaded by path: a bare `import reference` could resolve to another tests/ package.
-    path = Path(__file__).with_name("reference.py")
-    spec = importlib.util.spec_from_file_location("kist_train_tests_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+from tests.reference import train as ref
 
 
 @st.composite

@@ -11,13 +11,14 @@ from skimage.measure import label as sk_label
 
 from kist_train.pseudo_labels import (
     confusion,
-    label_regions,
     label_statistics,
     precision_recall,
-    rule_masks,
     upsample_mask,
 )
 from kistrules.api import loads
+from kistrules.compiler import compile_rulebook
+from kistrules.pseudo_labels import label_regions, rule_masks
+from kistrules.resolve import resolve
 
 DARK_RULES = """\
 scale gray = 255
@@ -62,7 +63,7 @@ def test_label_regions_equals_a_by_hand_labelling(seed, mu, sigma):
     scenes = [_scene(rng) for _ in range(2)]
     images = torch.tensor(np.stack([s[0] for s in scenes]), dtype=torch.float32)
     residuals = torch.tensor(np.stack([s[1] for s in scenes]), dtype=torch.float32)
-    scorer = loads(DARK_RULES).compile(device="cpu")
+    scorer = compile_rulebook(resolve(loads(DARK_RULES)), device="cpu")
     labels = label_regions(images, residuals, scorer, mu=mu, sigma=sigma, s=0.3)
 
     expected_t = np.array([mu + n * 0.3 * sigma for n in range(4, 11)])
@@ -85,7 +86,7 @@ def test_label_regions_equals_a_by_hand_labelling(seed, mu, sigma):
 
 def test_pixels_property_counts_original_pixels():
     rules = "scale pixels = 100\nthreshold 0.8\nrule big: IF pixels is high THEN anomalous (1)\n"
-    scorer = loads(rules).compile(device="cpu")
+    scorer = compile_rulebook(resolve(loads(rules)), device="cpu")
     image = torch.full((1, 10, 10), 100.0)
     residual = torch.zeros((1, 10, 10))
     residual[0, 2:6, 2:6] = 5.0  # 16 px on the grid
@@ -98,7 +99,7 @@ def test_pixels_property_counts_original_pixels():
 
 
 def test_label_statistics_precision_recall_by_hand():
-    scorer = loads(DARK_RULES).compile(device="cpu")
+    scorer = compile_rulebook(resolve(loads(DARK_RULES)), device="cpu")
     image = torch.full((1, 4, 4), 200.0)
     image[0, :2, :2] = 10.0
     residual = torch.zeros((1, 4, 4))

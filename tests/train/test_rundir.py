@@ -20,13 +20,13 @@ from typer.testing import CliRunner
 
 from kist_train import rundir
 from kist_train.checkpoints import complete_phases, load_checkpoint
-from kist_train.engine import phase_names, read_log, train
-from kistrules.cli import _register_commands, app
+from kist_train.engine import phase_names, train
+from kist_train.phase_store import read_log
+from kistrules.cli import app
 from kistrules.errors import CheckpointError, UsageError
 from tests.train import synthetic as syn
 
 ROOT = Path(__file__).resolve().parents[2]
-_register_commands()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Scalar `math` on one region at a time, no torch, and its own name binding
 (override > file set > built-in; explicit scale > default) rather than
 `kistrules.resolve`, so that the compiled scorer is checked against an
-independent reading of `docs/rules-language.md` and the paper's eq. 4-7, 16.
+independent reading of `docs/language.md` and the paper's eq. 4-7, 16.
 
 Besides values, it reports which limiting term and winning rule are
 acceptable: a tie is decided "first" when the tied values are exactly equal,

@@ -1,0 +1,47 @@
+"""What every command shares: stderr, the one-line error, and turning user errors into it.
+
+A command parses its options, calls the library, renders and picks the exit
+code (0 clean, 1 errors, 2 usage); `one_line_errors` makes sure a bad file, a
+read-only --out folder or a full disk is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from kistrules.errors import KistrulesError
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, *, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    stderr.print(f"[bold red]error[/]: {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a file-system error: the file, then why (read-only, disk full, ...)."""
+    name = os.fspath(err.filename) if err.filename is not None else "file system"
+    return f"{name}: {err.strerror or err}"
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Inside a command: a user error becomes one line on stderr and its exit code.
+
+    Commands use it so that typer never shows a traceback for a bad file, a
+    read-only --out folder or a full disk.
+    """
+    try:
+        yield
+    except KistrulesError as err:
+        raise fail(escape(str(err)), code=err.exit_code) from None
+    except OSError as err:
+        raise fail(escape(os_error_line(err))) from None

@@ -1,0 +1,1 @@
+"""Plain, slow reference implementations that the tests cross-check the fast code against."""
