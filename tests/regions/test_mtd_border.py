@@ -1,6 +1,6 @@
 """Breaks and frays at the border of real MTD tiles: position and the ring inside the image.
 
-Needs the development split at ../shared/datasets/mtd (beside the repository);
+Needs the MTD development split (shared/datasets/mtd beside the repository);
 the tests skip with a message when it is absent (it is never copied into the repo).
 The expected ring is computed independently: a 7 x 7 binary dilation of the whole
 mask component (scipy), restricted to the image, minus the component.
