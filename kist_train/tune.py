@@ -16,9 +16,8 @@ picks that type's image; `anomalous` picks the training anomalies).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,15 @@ from kist_train.residuals import residuals_of
 from kistrules.errors import DataError
 from kistrules.pseudo_labels import residual_regions
 from kistrules.tuning.evidence import LabelEvidence, concatenate, evidence_from_labels
+from kistrules.tuning.protocol import require_enough
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def defect_regions(mask: np.ndarray) -> int:
+    """Connected (8-neighbour) defect regions of a mask: what tells whether enough is
+    annotated."""
+    return int(ndimage.label(mask, structure=_EIGHT)[1])
 
 
 def annotated_items(dataset: Dataset, masks: Path, *, limit: int | None = None) -> list[ImageItem]:
@@ -148,7 +154,7 @@ def measure_evidence(
                 table.properties,
                 torch.as_tensor(np.stack([w[0] for w in weights])),
                 torch.as_tensor(np.stack([w[1] for w in weights])),
-                defect_regions=[int(ndimage.label(m, structure=_EIGHT)[1]) for m in masks],
+                defect_regions=[defect_regions(m) for m in masks],
                 images=[item.path.relative_to(root).as_posix() for item in chunk],
                 defects=[item.defect for item in chunk],
             )
@@ -195,22 +201,10 @@ def load_annotated(
     """Load the run and data set, find the annotated images, measure their regions."""
     dataset = load_dataset(data_dir)
     items = annotated_items(dataset, Path(masks), limit=images)
+    regions = sum(defect_regions(item.mask()) for item in items)
+    require_enough(len(items), regions)  # before the model is even loaded
     run = load_run(run_dir, device=device)
     if progress is not None:
         progress(f"measuring the residual regions of {len(items)} annotated images")
     evidence = measure_evidence(run, items, root=dataset.root, properties=properties, grid=grid)
     return Annotated(run, dataset, items, evidence, grid)
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-__all__ = [
-    "Annotated",
-    "annotated_items",
-    "load_annotated",
-    "measure_evidence",
-    "pixel_weights",
-    "replace",
-]

@@ -81,10 +81,9 @@ def require_tunables(rulebook: Rulebook) -> tuple[Tunable, ...]:
     return tunables
 
 
-def require_enough(evidence: LabelEvidence) -> list[str]:
-    """Refuse (DataError) too few annotations to tell; warnings for few."""
-    images = len(evidence.images)
-    regions = int(evidence.defect_regions.sum())
+def require_enough(images: int, regions: int) -> list[str]:
+    """Refuse (DataError) too few annotated images or defect regions to tell; a warning
+    for few."""
     if images < MIN_IMAGES or regions < MIN_DEFECT_REGIONS:
         raise DataError(
             f"{images} annotated image(s) with {regions} defect region(s): too few to tell a "
@@ -121,7 +120,7 @@ def tune(
 
     `min_recall` None keeps half the original's recall, on each search's own images."""
     require_tunables(rulebook)
-    warnings = require_enough(evidence)
+    warnings = require_enough(len(evidence.images), int(evidence.defect_regions.sum()))
     search = Search(rulebook, min_recall=min_recall)
     say = progress or (lambda message: None)
     say(f"searching {len(search.tunables)} numbers on {len(evidence.images)} images")

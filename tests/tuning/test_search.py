@@ -121,11 +121,15 @@ def test_fold_images_deal_every_defect_type_to_each_fold(evidence):
 
 def test_too_few_annotations_are_refused_and_few_are_warned(evidence):
     with pytest.raises(DataError, match="too few"):
-        require_enough(evidence.subset([0, 1]))
-    few = evidence.subset([0, 1, 2, 3])
-    assert int(few.defect_regions.sum()) < FEW_DEFECT_REGIONS
-    (warning,) = require_enough(few)
+        require_enough(2, 30)
+    with pytest.raises(DataError, match="too few"):
+        require_enough(10, 4)
+    (warning,) = require_enough(4, FEW_DEFECT_REGIONS - 1)
     assert "annotate more" in warning
+    assert require_enough(4, FEW_DEFECT_REGIONS) == []
+    few = evidence.subset([0, 1, 2, 3])
+    with pytest.raises(DataError, match="too few"):
+        tune(loads(syn.RULEBOOK), few.subset([0, 1]))
 
 
 def test_nothing_to_tune_is_refused():
