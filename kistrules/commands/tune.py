@@ -136,3 +136,94 @@ def tune_command(
     typer.echo("\nafter:\n" + after.format_text())
     typer.echo("\n" + format_tuning(tuning, name))
     _say(f"written {out}")
+
+
+def suggest_command(
+    model: ModelOption,
+    data: DataOption,
+    masks: MasksOption,
+    rulebook: Annotated[
+        Path | None,
+        typer.Option(
+            "--rulebook",
+            help="The expert's .rules file: its scales are used, its labels shown for comparison.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also write the suggested rulebook here (replaces only an unchanged earlier "
+            "output of suggest).",
+        ),
+    ] = None,
+    images: ImagesOption = None,
+    rules: Annotated[int, typer.Option("--rules", help="At most this many rules.")] = 3,
+    depth: Annotated[int, typer.Option("--depth", help="At most this many terms a rule.")] = 2,
+    min_recall: Annotated[
+        float,
+        typer.Option(
+            "--min-recall", help="Each rule labels at least this fraction of the mask pixels."
+        ),
+    ] = 0.05,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Cross-validation folds for the held-out figure.")
+    ] = 5,
+    grid: GridOption = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Propose readable rules (a shallow tree over the region properties, one rule a leaf)
+    from a few annotated images, for an expert to read, keep or drop; nothing is applied."""
+    with one_line_errors():
+        from kist_train.tune import load_annotated
+        from kistrules.api import load
+        from kistrules.errors import UsageError
+        from kistrules.files import require_regular_file
+        from kistrules.outputs import sign_rules
+        from kistrules.resolve import resolve
+        from kistrules.tuning.suggest import measure, suggest
+
+        if not 0.0 <= min_recall <= 1.0:
+            raise UsageError(f"--min-recall must be a fraction in [0, 1], got {min_recall!r}")
+        if rules < 1 or depth < 1 or folds < 2:
+            raise UsageError("--rules and --depth must be at least 1, --folds at least 2")
+        inputs = [rulebook] if rulebook is not None else []
+        if out is not None:
+            _check_out(out, inputs, "suggest")
+        book = load(require_regular_file(rulebook, "rulebook")) if rulebook is not None else None
+        annotated = load_annotated(
+            model, data, masks, properties=None, images=images, grid=grid, device=device,
+            progress=_say,
+        )  # fmt: skip
+        scales = {p: resolve(book).scales[p] for p in book.scales} if book is not None else None
+        found = suggest(
+            annotated.evidence,
+            scales=scales,
+            max_rules=rules,
+            depth=depth,
+            min_recall=min_recall,
+            folds=folds,
+        )
+        expert = measure(annotated.evidence, book.source) if book is not None else None
+        if out is not None and found.text:
+            _write(
+                out, sign_rules("suggest", "# kistrules suggest\n" + found.text), inputs, "suggest"
+            )
+    if not found.text:
+        typer.echo(
+            "no rule found: no cut of one property leaves regions holding "
+            f"{100 * min_recall:.1f} % of the mask pixels more precisely than all regions"
+        )
+        return
+    typer.echo(found.text, nl=False)
+    if expert is not None:
+        typer.echo(
+            f"\nyour rulebook {rulebook}: {_pct(expert.precision)} % precise at "
+            f"{_pct(expert.recall)} % recall on the same images"
+        )
+    if out is not None:
+        _say(f"written {out}")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"

@@ -174,3 +174,25 @@ def test_cli_tune_bad_options_are_one_line(trained, tmp_path):
         "--out", tmp_path / "t.rules",
     )  # fmt: skip
     _one_line_error(result, 1, "nothing to tune")
+
+
+def test_cli_suggest_prints_rules_and_writes_them_only_where_asked(trained, tmp_path):
+    run_dir, data, rules = trained
+    before = rules.read_bytes()
+    out = tmp_path / "suggested.rules"
+    result = _invoke(
+        "suggest", "--model", run_dir, "--data", data, "--masks", data / "ground_truth",
+        "--rulebook", rules, "--out", out, "--device", "cpu", "--folds", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert rules.read_bytes() == before  # never applied to the expert's rulebook
+    assert "rule suggested_1:" in result.stdout and "held out (3 folds)" in result.stdout
+    assert "your rulebook" in result.stdout
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# kistrules suggest wrote this file (sha256 ")
+    book, diagnostics = diagnose(text)
+    assert not [d for d in diagnostics if d.severity == "error"]
+    assert book.rules and format_source(text)[0] == text
+    base = ("suggest", "--model", run_dir, "--data", data, "--masks", data / "ground_truth")
+    result = _invoke(*base, "--rulebook", rules, "--out", rules)
+    _one_line_error(result, 2, "never overwrites its inputs")

@@ -87,7 +87,7 @@ def evidence(
     for start in range(0, count, 4):
         window = slice(start, start + 4)
         table = measure_regions(
-            gray[window], residual[window], np.array(THRESHOLDS), properties=list(properties)
+            gray[window], residual[window], np.array(THRESHOLDS), properties=properties
         )
         tables.append(table)
         parts.append(
