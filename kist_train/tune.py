@@ -165,7 +165,7 @@ def measure_evidence(
 
 
 @dataclass(frozen=True)
-class Annotated:
+class AnnotatedImages:
     """A loaded run, the annotated images and their evidence: what tune and suggest share."""
 
     run: Run
@@ -197,7 +197,7 @@ def load_annotated(
     grid: bool = False,
     device: str = "auto",
     progress: Callable[[str], None] | None = None,
-) -> Annotated:
+) -> AnnotatedImages:
     """Load the run and data set, find the annotated images, measure their regions."""
     dataset = load_dataset(data_dir)
     items = annotated_items(dataset, Path(masks), limit=images)
@@ -207,4 +207,4 @@ def load_annotated(
     if progress is not None:
         progress(f"measuring the residual regions of {len(items)} annotated images")
     evidence = measure_evidence(run, items, root=dataset.root, properties=properties, grid=grid)
-    return Annotated(run, dataset, items, evidence, grid)
+    return AnnotatedImages(run, dataset, items, evidence, grid)

@@ -63,7 +63,7 @@ class LabelEvidence:
         return float(self.image_positive.sum())
 
     def subset(self, images: Sequence[int]) -> LabelEvidence:
-        """The evidence of some images only (in the given order of the originals)."""
+        """The evidence of some images only (kept in their original order)."""
         keep_image = torch.zeros(len(self.images), dtype=torch.bool)
         keep_image[list(images)] = True
         new_image = torch.cumsum(keep_image.long(), 0) - 1
