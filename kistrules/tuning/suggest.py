@@ -2,7 +2,8 @@
 
 A shallow tree grown greedily over the region properties, one branch per
 rule: starting from every residual region, add the cut (`darkness >= 0.35`,
-`pixels <= 0.6` in standardised units) whose labels are the most precise
+`pixels <= 0.6` in standardised units; one cut per property and rule) whose
+labels are the most precise
 (counted as the audit counts them: the union of the fired regions' pixels
 against the masks), as long as they still hold `min_recall` of the mask
 pixels, up to `depth` cuts; the pixels the rule labels are then set aside and
@@ -151,6 +152,8 @@ def grow(
             candidates = conditions & inside
             pos, neg = union_counts(evidence, candidates, skip=done)
             precision = torch.where(pos >= need, _precision(pos, neg), -1.0)
+            used = {c.property for c in chosen}  # one cut a property: no narrow bands
+            precision[[k for k, c in enumerate(names) if c.property in used]] = -1.0
             index = int(torch.argmax(precision + 1e-9 * pos / max(evidence.total_positive, 1.0)))
             if float(precision[index]) <= float(best) + 1e-9:
                 break

@@ -88,3 +88,8 @@ def test_union_counts_are_label_counts_of_a_zero_one_grade(evidence):
     skip[::2] = True
     pos_skip, _ = union_counts(evidence, fired, skip=skip)
     assert (pos_skip <= pos).all()
+
+
+def test_a_rule_cuts_each_property_once(evidence):
+    for cuts in grow(evidence, data_scales(evidence), max_rules=3, depth=3, min_recall=0.01):
+        assert len({c.property for c in cuts}) == len(cuts)
