@@ -1,4 +1,4 @@
-"""Logic warnings (W101-W107), exact under the language's min/max semantics.
+"""Logic warnings (W101-W108), exact under the language's min/max semantics.
 
 `analyse` runs on a rulebook that has no errors. Every warning is decided by
 interval arithmetic on the membership functions (`kistrules.intervals`), not
@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
-from kistrules.ast import And, Not, Or, Rule, Rulebook, SetDef, Term, iter_terms
+from kistrules.ast import And, ClassDef, Not, Or, Rule, Rulebook, SetDef, Term, iter_terms
 from kistrules.builtins import PROPERTIES
 from kistrules.diagnostics import Diagnostic, make
 from kistrules.formatter import format_number, format_term
@@ -73,6 +73,7 @@ def analyse(rulebook: Rulebook) -> list[Diagnostic]:
         diagnostics.extend(found)
     diagnostics.extend(_duplicates(rulebook, always_zero))
     diagnostics.extend(_unused_sets(rulebook))
+    diagnostics.extend(_unconcluded_classes(rulebook))
     diagnostics.extend(_coverage(rulebook, resolved))
     diagnostics.extend(_implicit_scales(rulebook, resolved))
     return sorted(diagnostics, key=Diagnostic.sort_key)
@@ -419,17 +420,18 @@ def _duplicates(rulebook: Rulebook, skip: set[int]) -> list[Diagnostic]:
     rules = [r for r in rulebook.rules if id(r) not in skip]
     order = {id(r): i for i, r in enumerate(rules)}
     canon = {id(r): _canonical(r.condition) for r in rules}
+    # Only rules of one conclusion compare: a rule for another class raises another grade.
     by_canon: dict[tuple, list[Rule]] = {}
-    by_terms: dict[frozenset[tuple], list[Rule]] = {}
+    by_terms: dict[tuple[str, frozenset[tuple]], list[Rule]] = {}
     for r in rules:
-        by_canon.setdefault(canon[id(r)], []).append(r)
+        by_canon.setdefault((r.concludes, canon[id(r)]), []).append(r)
         terms = _term_set(canon[id(r)])
         if terms is not None:
-            by_terms.setdefault(terms, []).append(r)
+            by_terms.setdefault((r.concludes, terms), []).append(r)
     out = []
     for rule in rules:
         tv = rule.truth_value
-        same = by_canon[canon[id(rule)]]
+        same = by_canon[(rule.concludes, canon[id(rule)])]
         first = next((o for o in same if o.truth_value == tv), rule)
         if first is not rule:  # an earlier copy with the same truth value
             out.append(
@@ -449,16 +451,40 @@ def _duplicates(rulebook: Rulebook, skip: set[int]) -> list[Diagnostic]:
         terms = _term_set(canon[id(rule)])
         if terms is None or len(terms) < 2:
             continue
+        kind = rule.concludes
         candidates = (
-            (o for sub in _proper_subsets(terms) for o in by_terms.get(sub, ()))
+            (o for sub in _proper_subsets(terms) for o in by_terms.get((kind, sub), ()))
             if len(terms) <= _MAX_SUBSET_TERMS
-            else (o for key, group in by_terms.items() if key < terms for o in group)
+            else (
+                o
+                for (of, key), group in by_terms.items()
+                if of == kind and key < terms
+                for o in group
+            )
         )
         better = [o for o in candidates if o.truth_value >= tv]
         if better:
             other = min(better, key=lambda o: order[id(o)])
             out.append(_subsumed(rule, other, "its terms include all of that rule's"))
     return out
+
+
+def _unconcluded_classes(rulebook: Rulebook) -> Iterator[Diagnostic]:
+    """W108: a declared class that no rule concludes (only `anomalous` rules grade it)."""
+    concluded = {rule.concludes for rule in rulebook.rules}
+    reported = set()
+    for statement in rulebook.statements:
+        for name in statement.names if isinstance(statement, ClassDef) else ():
+            if name.name in concluded or name.name in reported:
+                continue
+            reported.add(name.name)
+            yield make(
+                "W108",
+                f'no rule concludes class "{name.name}"',
+                name.span,
+                label="never concluded",
+                hint=f"write a rule ending THEN {name.name}, or delete the class",
+            )
 
 
 def _proper_subsets(terms: frozenset[tuple]) -> Iterator[frozenset[tuple]]:

@@ -87,6 +87,13 @@ class SetDef(Node):
         return f"{self.property.name}.{self.name.name}" if self.property else self.name.name
 
 
+class ClassDef(Node):
+    """`class NAME, NAME ...`: defect classes that rules may conclude (in declaration order)."""
+
+    kind: Literal["class"] = "class"
+    names: tuple[Identifier, ...]
+
+
 class ThresholdDef(Node):
     """`threshold NUMBER`: the anomaly-grade threshold alpha."""
 
@@ -133,18 +140,28 @@ class Or(Node):
 Condition = Annotated[Term | Not | And | Or, Field(discriminator="kind")]
 
 
+ANY_CLASS = "anomalous"  # what `THEN anomalous` concludes: a defect of any class
+
+
 class Rule(Node):
     """`rule NAME: IF COND THEN anomalous (TV)`; name and TV are optional.
 
     `position` is the rule's 1-based place among the rulebook's rules, which
-    names an unnamed rule (`rule 3`).
+    names an unnamed rule (`rule 3`). `conclusion` is the class after THEN, or
+    None for `anomalous` (any class).
     """
 
     kind: Literal["rule"] = "rule"
     label: Identifier | None = None
     condition: Condition
+    conclusion: Identifier | None = None
     truth: Number | None = None
     position: int
+
+    @property
+    def concludes(self) -> str:
+        """The class the rule concludes: a declared class's name, or `anomalous`."""
+        return self.conclusion.name if self.conclusion is not None else ANY_CLASS
 
     @property
     def name(self) -> str:
@@ -156,7 +173,8 @@ class Rule(Node):
 
 
 Statement = Annotated[
-    RulebookName | ScaleDef | SetDef | ThresholdDef | Rule, Field(discriminator="kind")
+    RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Rule,
+    Field(discriminator="kind"),
 ]
 
 
@@ -205,6 +223,12 @@ class Rulebook(Node):
     def sets(self) -> dict[str, SetDef]:
         """Sets defined in the file, keyed `name` or `property.name`."""
         return {s.qualified_name: s for s in self.statements if isinstance(s, SetDef)}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Declared class names in declaration order, each once (empty: no `class` line)."""
+        names = (i.name for s in self.statements if isinstance(s, ClassDef) for i in s.names)
+        return tuple(dict.fromkeys(names))
 
     @property
     def threshold(self) -> float:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Sequence
 
 from kistrules.ast import (
+    ANY_CLASS,
+    ClassDef,
     Identifier,
     MembershipCall,
     Number,
@@ -79,7 +81,7 @@ def _q(value: str) -> str:
 def check_names(
     rulebook: Rulebook, *, assume_sets: frozenset[str] = frozenset()
 ) -> list[Diagnostic]:
-    """Every error (E002-E013, E015) in a parsed rulebook, in file order.
+    """Every error (E002-E013, E015, E016) in a parsed rulebook, in file order.
 
     Args:
         rulebook: the parser's output (possibly partial after syntax errors).
@@ -90,6 +92,7 @@ def check_names(
     _check_numbers(rulebook, out)
     _check_duplicates(rulebook, out)
     usable: dict[str, list[str]] = {}  # property -> its set names, computed once each
+    classes = rulebook.classes
     for statement in rulebook.statements:
         if isinstance(statement, ScaleDef):
             _check_property(statement.property, out)
@@ -122,6 +125,7 @@ def check_names(
             _check_membership(statement.function, out)
         elif isinstance(statement, Rule):
             _check_rule(rulebook, statement, assume_sets, usable, out)
+            _check_conclusion(statement, classes, out)
     out.sort(key=Diagnostic.sort_key)
     return out
 
@@ -261,6 +265,29 @@ def _check_rule(
         )
 
 
+def _check_conclusion(rule: Rule, classes: tuple[str, ...], out: list[Diagnostic]) -> None:
+    """E016: a rule concludes a class that no `class` line declares."""
+    conclusion = rule.conclusion
+    if conclusion is None or conclusion.name in classes:
+        return
+    guess = did_you_mean(conclusion.name, [*classes, ANY_CLASS])
+    if guess is not None:
+        hint = {"hint": f'did you mean "{guess}"?', "replacement": guess}
+    elif classes:
+        hint = {"hint": "declared classes: " + ", ".join(classes) + f", or {ANY_CLASS} (any)"}
+    else:
+        hint = {"hint": f"declare it first: class {conclusion.name}"}
+    out.append(
+        make(
+            "E016",
+            f"unknown class {_q(conclusion.text)}",
+            conclusion.span,
+            label="not declared by a class line",
+            **hint,
+        )
+    )
+
+
 def _set_defs(rulebook: Rulebook) -> list[SetDef]:
     return [s for s in rulebook.statements if isinstance(s, SetDef)]
 
@@ -325,17 +352,34 @@ def _check_duplicates(rulebook: Rulebook, out: list[Diagnostic]) -> None:
             key, what, node = "threshold", "threshold", statement.value
         elif isinstance(statement, RulebookName):
             key, what, node = "rulebook", "rulebook name", statement
+        elif isinstance(statement, ClassDef):
+            for name in statement.names:
+                key, what = f"class {name.name}", f"class {_q(name.name)}"
+                _duplicate(seen, key, what, name, out, "declare each class once")
+            continue
         else:  # pragma: no cover - every statement kind is handled above
             continue
-        if key in seen:
-            out.append(
-                make(
-                    "E010",
-                    f"{what} is already defined at line {seen[key]}",
-                    node.span,
-                    label="second definition",
-                    hint="keep one definition; the last one would silently win",
-                )
+        _duplicate(seen, key, what, node, out)
+
+
+def _duplicate(
+    seen: dict[str, int],
+    key: str,
+    what: str,
+    node: Identifier | Number | RulebookName,
+    out: list[Diagnostic],
+    hint: str = "keep one definition; the last one would silently win",
+) -> None:
+    """E010 for a second definition of `key`; else remember the line of the first."""
+    if key in seen:
+        out.append(
+            make(
+                "E010",
+                f"{what} is already defined at line {seen[key]}",
+                node.span,
+                label="second definition",
+                hint=hint,
             )
-        else:
-            seen[key] = node.span.line
+        )
+    else:
+        seen[key] = node.span.line

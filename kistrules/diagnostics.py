@@ -169,7 +169,8 @@ CODES: dict[str, CodeInfo] = _codes(
         (
             "The same scale, set, threshold or rulebook name is defined twice. Only one can "
             "take effect, so keep one; the message names the line of the first definition. "
-            "`set low` and `set gray.low` are different sets and may both be defined."
+            "`set low` and `set gray.low` are different sets and may both be defined. A class "
+            "declared twice (`class crack, crack`, or in two `class` lines) is reported too."
         ),
     ),
     CodeInfo(
@@ -219,6 +220,19 @@ CODES: dict[str, CodeInfo] = _codes(
         (
             "A number is too large to be represented (it overflows to infinity), e.g. "
             "`1e999`. Use an ordinary number."
+        ),
+    ),
+    CodeInfo(
+        "E016",
+        "error",
+        "unknown class",
+        (
+            "A rule concludes a class (`THEN crack`) that no `class` line declares. Declare "
+            "the classes of defect first (`class blowhole, crack`), then conclude one of them "
+            "or `anomalous`, which is built in and means a defect of any class. The hint "
+            "suggests the closest declared class (or `anomalous`), else lists them.\n\n"
+            "    class blowhole, crack\n"
+            '    IF gray is low THEN crak (0.9)   # error: did you mean "crack"?'
         ),
     ),
     CodeInfo(
@@ -317,6 +331,19 @@ CODES: dict[str, CodeInfo] = _codes(
             "to be high reads as 0.8. Write the scale explicitly, even when it equals the "
             "default.\n\n    IF gray is low THEN anomalous   # warning: gray uses the default "
             "gamma 255\n    scale gray = 255                # explicit: no warning"
+        ),
+    ),
+    CodeInfo(
+        "W108",
+        "warning",
+        "class declared but never concluded",
+        (
+            "A class is declared by a `class` line but no rule concludes it, so its grade "
+            "comes only from the rules that conclude `anomalous` (any class) and no labelled "
+            "region is ever given this class. Write a rule for it, or delete it (a typo in a "
+            "rule's conclusion is reported as E016).\n\n"
+            "    class blowhole, crack\n"
+            "    IF gray is low THEN blowhole   # warning: no rule concludes crack"
         ),
     ),
 )

@@ -60,6 +60,7 @@ class RuleExplanation:
     limiting_term: str  # the term that set the condition's min (or max, under OR)
     counterfactual: Counterfactual | None = None
     no_counterfactual_reason: str | None = None
+    concludes: str = "anomalous"  # the class after THEN (`anomalous`: any class)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class RegionExplanation:
     winner: str | None  # the rule that set the grade when it reaches alpha, else None
     best_rule: str  # the argmax rule even when nothing fired
     region_label: int = field(default=0)  # label value of the region in its label map
+    defect_class: str | None = None  # the winner's conclusion when fired, else None
+    class_grades: dict[str, float] = field(default_factory=dict)  # declared class -> its grade
 
 
 # --- counterfactual maths (pure) --------------------------------------------------
@@ -305,6 +308,7 @@ def explain_trace(
     fired = _cpu(trace.fired).astype(bool)
     terms = _cpu(trace.terms).astype(float)
     limiting = _cpu(trace.limiting).astype(int)
+    class_grades = _cpu(trace.classes).astype(float)
     std = {p: _cpu(v).astype(float) for p, v in trace.standardised.items()}
     raw_np = {p: _cpu(raw[p]).astype(float) for p in scorer.properties}
     bbox_np = _cpu(bbox).astype(int).reshape(-1, 4)
@@ -332,6 +336,7 @@ def explain_trace(
                     limiting_term=scorer.terms[int(limiting[n, r])].label,
                     counterfactual=cf,
                     no_counterfactual_reason=reason,
+                    concludes=scorer.rule_classes[r],
                 )
             )
         term_rows = [
@@ -362,6 +367,10 @@ def explain_trace(
                 winner=names[int(winner[n])] if fired[n] else None,
                 best_rule=names[int(winner[n])],
                 region_label=int(labels[n]) if labels is not None else n + 1,
+                defect_class=scorer.rule_classes[int(winner[n])] if fired[n] else None,
+                class_grades={
+                    c: float(class_grades[n, k]) for k, c in enumerate(scorer.class_names)
+                },
             )
         )
     return out
@@ -613,6 +622,7 @@ def explain_document(
         "grid": list(result.image.shape),
         "threshold": scorer.threshold,
         "rules": list(scorer.rule_names),
+        "classes": list(scorer.class_names),
         "scales": {p: resolved.scales[p] for p in scorer.properties},
         "residual": (
             None

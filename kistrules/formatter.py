@@ -3,7 +3,8 @@
 The layout, decided once so that every rulebook reads alike:
 
 - sections in a fixed order, one blank line between them: the `rulebook`
-  line, the `scale` block, the `set` block, `threshold`, the rules. Statements
+  line, the `class` lines, the `scale` block, the `set` block, `threshold`,
+  the rules. Statements
   keep their relative order inside a section (the rules' order names unnamed
   rules, `rule 3`); a blank line the expert left between two statements of a
   section is kept (one, however many there were);
@@ -15,7 +16,7 @@ The layout, decided once so that every rulebook reads alike:
   size limit at which `check` refuses a rulebook;
 - one rule per statement; a rule longer than `WRAP_WIDTH` characters is wrapped
   before each top-level `and` / `or`, continuation lines indented 4 spaces,
-  `then anomalous (TV)` on its own line;
+  `then anomalous (TV)` (or `then CLASS (TV)`) on its own line;
 - parentheses only where the structure needs them: an OR inside an AND, and a
   nested AND inside AND (or OR inside OR), which the expert wrote on purpose and
   which must parse back to the same tree; `not (...)` always parenthesises its
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 
 from kistrules.ast import (
     And,
+    ClassDef,
     Comment,
     MembershipCall,
     Not,
@@ -63,9 +65,9 @@ ALIGN_MAX_NAME = 40  # longer names do not set the `=` column of their block
 INDENT = "    "
 
 Condition = Term | Not | And | Or
-Statement = RulebookName | ScaleDef | SetDef | ThresholdDef | Rule
+Statement = RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Rule
 
-_SECTIONS = (RulebookName, ScaleDef, SetDef, ThresholdDef, Rule)
+_SECTIONS = (RulebookName, ClassDef, ScaleDef, SetDef, ThresholdDef, Rule)
 _IGNORE = re.compile(r"#\s*kist:\s*ignore", re.IGNORECASE)
 _NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?)(\d+))?$")
 
@@ -134,7 +136,7 @@ def _rule_head(rule: Rule) -> str:
 
 def _rule_tail(rule: Rule) -> str:
     truth = rule.truth
-    return "then anomalous" + (f" ({format_number(truth)})" if truth is not None else "")
+    return f"then {rule.concludes}" + (f" ({format_number(truth)})" if truth is not None else "")
 
 
 def format_rule(rule: Rule, *, wrap: bool = True) -> list[str]:
@@ -159,6 +161,8 @@ def format_statement(statement: Statement, *, pad: int = 0, wrap: bool = True) -
     """One statement's lines; `pad` aligns the `=` of scale and set blocks."""
     if isinstance(statement, RulebookName):
         return [f'rulebook "{statement.name}"']
+    if isinstance(statement, ClassDef):
+        return ["class " + ", ".join(name.name for name in statement.names)]
     if isinstance(statement, ScaleDef):
         name = statement.property.name.ljust(pad)
         return [f"scale {name} = {format_number(statement.value)}"]

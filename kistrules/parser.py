@@ -34,7 +34,7 @@ from kistrules.diagnostics import Diagnostic, make
 from kistrules.span import LineIndex, Span
 
 # A statement starts at one of these; `IF` too, unless it follows `rule NAME:`.
-STATEMENT_KEYWORDS = frozenset({"RULEBOOK", "SCALE", "SET", "THRESHOLD", "RULE"})
+STATEMENT_KEYWORDS = frozenset({"RULEBOOK", "CLASS", "SCALE", "SET", "THRESHOLD", "RULE"})
 # Deeper conditions are refused (E001): the passes over the AST recurse.
 MAX_NESTING = 100
 # After this many syntax errors a file is hopeless; stop rather than flood the screen.
@@ -436,6 +436,7 @@ _WORDS = {
     "IS": "IS",
     "ANOMALOUS": '"anomalous"',
     "RULEBOOK": '"rulebook"',
+    "CLASS": '"class"',
     "SCALE": '"scale"',
     "SET": '"set"',
     "THRESHOLD": '"threshold"',
@@ -466,12 +467,13 @@ _ORDER = [
     "DOT",
     "COLON",
 ]
-_STATEMENT_WORDS = "a statement (rulebook, scale, set, threshold, rule or IF)"
+_STATEMENT_WORDS = "a statement (rulebook, class, scale, set, threshold, rule or IF)"
 _EXAMPLES = {
     "SCALE": "scale gray = 255",
     "SET": "set low = trapezoid(0, 0, 0.2, 0.4)",
     "THRESHOLD": "threshold 0.8",
     "RULEBOOK": 'rulebook "magnetic tile"',
+    "CLASS": "class blowhole, crack",
     "RULE": "rule dark: IF gray is low THEN anomalous (0.8)",
     "IF": "IF gray is low THEN anomalous (0.8)",
 }
@@ -482,6 +484,8 @@ _ROLE_WORDS = {
     "new_set": "a set name",
     "property": "a property name",
     "rule": "a rule name",
+    "class": "a class name",
+    "new_class": "a class name",
 }
 
 
@@ -499,6 +503,9 @@ NAME_ROLE_AFTER: dict[str, str] = {
     "SET": "new_set",
     "RULE": "rule",
     "EQUAL": "function",
+    "THEN": "class",  # `THEN crack`
+    "CLASS": "new_class",
+    "COMMA": "new_class",  # `class blowhole, crack` (membership arguments are numbers)
 }
 
 
@@ -507,7 +514,8 @@ def name_role(tokens: Sequence[Token], index: int) -> str | None:
 
     One of "property", "set" (a set, or a hedge before it: `is [not] [HEDGE ...] SET`),
     "new_set" (after `set`: a new set's name, or the property of an override),
-    "rule" (a new rule's name), "function" (a membership function), or None.
+    "rule" (a new rule's name), "function" (a membership function), "class" (the
+    class a rule concludes), "new_class" (a name declared by `class`), or None.
     Syntax errors name what was expected with it, and the language server
     picks what to complete.
     """
@@ -652,7 +660,7 @@ class _SyntaxError:
         """A word that is one slip away from a keyword that fits here (`THN` for `then`)."""
         wanted = {t.lower() for t in self.expected if t.lower() in KEYWORDS}
         if self.index == 0:
-            wanted |= {"rulebook", "scale", "set", "threshold", "rule", "if"}
+            wanted |= {"rulebook", "class", "scale", "set", "threshold", "rule", "if"}
         found = self.found
         if found is not None and found.type == "NAME":
             guess = did_you_mean(found.value, sorted(wanted))
@@ -690,20 +698,24 @@ class _SyntaxError:
         if "THEN" in expected:
             if found is not None and found.type == "ANOMALOUS":
                 return 'missing THEN before "anomalous"'
-            return "a rule reads IF condition THEN anomalous"
+            return "a rule reads IF condition THEN anomalous (or THEN a declared class)"
         if "IS" in expected and prev is not None and prev.type == "NAME":
             return f'a term reads PROPERTY is SET, e.g. "{prev.value} is low"'
         if "EQUAL" in expected and first is not None and first.type in ("SCALE", "SET"):
             return f'missing "=": write it as {_EXAMPLES[first.type]}'
         if "ANOMALOUS" in expected:
-            return 'a rule always concludes "THEN anomalous"'
+            return 'a rule concludes "THEN anomalous" or "THEN CLASS", a class declared by "class"'
+        if first is not None and first.type == "CLASS" and found is not None:
+            if found.type == "ANOMALOUS":
+                return '"anomalous" is built in (any class): declare the kinds of defect'
+            return "for example: class blowhole, crack"
         if (
             prev is not None
-            and prev.type == "ANOMALOUS"
+            and (prev.type == "ANOMALOUS" or (prev.type == "NAME" and "LPAR" in expected))
             and found is not None
             and found.type == "NUMBER"
         ):
-            return f"write the truth value in parentheses: anomalous ({found.value})"
+            return f"write the truth value in parentheses: {prev.value} ({found.value})"
         if self.index == 0 and found is not None and found.type == "NAME":
             nxt = self.tokens[1] if len(self.tokens) > 1 else None
             if nxt is not None and nxt.type == "IS":
@@ -805,6 +817,8 @@ class _Builder:
             }
         if kind == "threshold_def":
             return {"kind": "threshold", "span": span, "value": self.number(kids[1])}
+        if kind == "class_def":
+            return {"kind": "class", "span": span, "names": [self.identifier(t) for t in kids[1:]]}
         if kind == "set_def":
             names = [c for c in kids if isinstance(c, Token) and c.type == "NAME"]
             return {
@@ -828,11 +842,13 @@ class _Builder:
         }
 
     def rule(self, span: dict, kids: list, position: int) -> dict:
-        label = truth = condition = None
+        label = truth = condition = conclusion = None
         for i, child in enumerate(kids):
             if isinstance(child, Token):
-                if child.type == "NAME" and i > 0 and kids[i - 1].type == "RULE":
+                if child.type == "NAME" and kids[i - 1].type == "RULE":
                     label = self.identifier(child)
+                elif child.type == "NAME":  # after THEN: the class concluded
+                    conclusion = self.identifier(child)
             elif child.data == "truth":
                 truth = self.number(child.children[0])
             else:
@@ -842,6 +858,7 @@ class _Builder:
             "span": span,
             "label": label,
             "condition": condition,
+            "conclusion": conclusion,
             "truth": truth,
             "position": position,
         }

@@ -2,7 +2,8 @@
 
 A term `gray is low` means, in order of precedence: the override
 `set gray.low = ...`, else a file-wide `set low = ...`, else the built-in
-`low`. A property without `scale` gets its default gamma. The compiler,
+`low`. A property without `scale` gets its default gamma. A rule concludes
+`anomalous` or a declared class. The compiler,
 the analysis and `plot` all read a `ResolvedRulebook`, so they cannot
 disagree about which set a term uses.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from kistrules.ast import Rule, Rulebook, SetDef, iter_terms
+from kistrules.ast import ANY_CLASS, Rule, Rulebook, SetDef, iter_terms
 from kistrules.builtins import BUILTIN_SETS, PROPERTIES
 
 
@@ -35,6 +36,7 @@ class ResolvedRulebook:
     scales: dict[str, float]  # gamma for every used property (explicit or default)
     explicit_scales: frozenset[str]
     sets: dict[tuple[str, str], MembershipFunction] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # declared classes, in declaration order
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -93,7 +95,10 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
     properties: list[str] = []
     sets: dict[tuple[str, str], MembershipFunction] = {}
     defined = rulebook.sets
+    classes = rulebook.classes
     for rule in rulebook.rules:
+        if rule.concludes != ANY_CLASS and rule.concludes not in classes:
+            raise KeyError(f"unknown class {rule.concludes!r}")
         for term in iter_terms(rule.condition):
             prop, name = term.property.name, term.set.name
             if prop not in PROPERTIES:
@@ -118,6 +123,7 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
         scales=scales,
         explicit_scales=frozenset(explicit),
         sets=sets,
+        classes=classes,
     )
 
 

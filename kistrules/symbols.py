@@ -14,9 +14,11 @@ keyed by the definition it resolves to (`kistrules.resolve.find_set_def`), so
 `gray is low` refers to `set gray.low` where there is one, else to `set low`,
 else to the built-in `low` (which has no declaration in the file).
 
-Adding a declaration to the language (say `class NAME`) takes one line in
-`DECLARATIONS` and one line in `ROLES` per AST field that holds a name; a
-test fails for an AST field holding an `Identifier` that has no role.
+Adding a declaration to the language takes one line in `DECLARATIONS` and
+one line in `ROLES` per AST field that holds a name; a test fails for an
+AST field holding an `Identifier` that has no role. A `class` line declares
+one symbol per name (`class blowhole, crack`), and a rule's conclusion
+(`THEN crack`) refers to it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kistrules.ast import Identifier, Node, Rule, Rulebook, SetDef, Term
+from kistrules.ast import ClassDef, Identifier, Node, Rule, Rulebook, SetDef, Term
 from kistrules.resolve import find_set_def
 from kistrules.span import Span
 
@@ -35,7 +37,7 @@ from kistrules.span import Span
 class Occurrence:
     """One identifier in the text, with what it names."""
 
-    kind: str  # "property", "set", "hedge", "function", "rule"
+    kind: str  # "property", "set", "hedge", "function", "rule", "class"
     key: str  # the symbol it names: a set's qualified name, else the name itself
     identifier: Identifier
     node: Node  # the node holding the identifier (a Term, a SetDef, ...)
@@ -90,25 +92,33 @@ ROLES: dict[tuple[str, str], Role] = {
     ("term", "property"): Role("property"),
     ("term", "hedges"): Role("hedge"),
     ("term", "set"): Role("set", _term_set_key),
+    ("class", "names"): Role("class"),
+    ("rule", "conclusion"): Role("class"),
 }
 
 
-def _declare_set(statement: Node) -> Declaration:
+def _declare_set(statement: Node) -> tuple[Declaration, ...]:
     assert isinstance(statement, SetDef)
     name = statement.qualified_name
-    return Declaration("set", name, name, statement.name.span, statement)
+    return (Declaration("set", name, name, statement.name.span, statement),)
 
 
-def _declare_rule(statement: Node) -> Declaration:
+def _declare_rule(statement: Node) -> tuple[Declaration, ...]:
     assert isinstance(statement, Rule)
     span = statement.label.span if statement.label is not None else statement.span
-    return Declaration("rule", statement.name, statement.name, span, statement)
+    return (Declaration("rule", statement.name, statement.name, span, statement),)
 
 
-# Statement kind -> its declaration.
-DECLARATIONS: dict[str, Callable[[Node], Declaration]] = {
+def _declare_classes(statement: Node) -> tuple[Declaration, ...]:
+    assert isinstance(statement, ClassDef)
+    return tuple(Declaration("class", n.name, n.name, n.span, statement) for n in statement.names)
+
+
+# Statement kind -> its declarations (one per name it declares).
+DECLARATIONS: dict[str, Callable[[Node], tuple[Declaration, ...]]] = {
     "set": _declare_set,
     "rule": _declare_rule,
+    "class": _declare_classes,
 }
 
 
@@ -147,7 +157,7 @@ def declarations(rulebook: Rulebook) -> list[Declaration]:
     for statement in rulebook.statements:
         declare = DECLARATIONS.get(statement.kind)
         if declare is not None:
-            out.append(declare(statement))
+            out.extend(declare(statement))
     return out
 
 

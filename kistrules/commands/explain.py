@@ -140,6 +140,8 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
         table.add_column(
             column, justify="right" if column in ("id", "t", "px", "grade") else "left"
         )
+    if scorer.class_names:  # a class-aware rulebook: the class each labelled region gets
+        table.add_column("class")
     if why_not is not None:
         table.add_column(f"{why_not} output")
         table.add_column("limiting term")
@@ -154,6 +156,8 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
             "yes" if region.fired else "no",
             region.winner or "none",
         ]
+        if scorer.class_names:
+            row.append(region.defect_class or "-")
         if why_not is not None:
             rule = next(r for r in region.rules if r.name == why_not)
             row += [grade_text(rule.output, scorer.threshold), rule.limiting_term]

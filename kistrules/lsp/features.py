@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from lsprotocol import types
 
-from kistrules.ast import Rule, SetDef, Term
+from kistrules.ast import ANY_CLASS, Rule, SetDef, Term
 from kistrules.builtins import HEDGES, MEMBERSHIP_FUNCTIONS, MEMBERSHIP_SHAPES, PROPERTIES
 from kistrules.diagnostics import CODES, Diagnostic
 from kistrules.formatter import format_condition, format_membership, format_rule, format_source
@@ -28,7 +28,11 @@ SOURCE = "kistrules"
 _SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
 # Codes whose span is code that does nothing: editors fade it.
 _UNNECESSARY = frozenset({"W105"})
-SYMBOL_KINDS = {"set": types.SymbolKind.Constant, "rule": types.SymbolKind.Function}
+SYMBOL_KINDS = {
+    "set": types.SymbolKind.Constant,
+    "rule": types.SymbolKind.Function,
+    "class": types.SymbolKind.EnumMember,
+}
 
 
 def lsp_range(positions: PositionMap, span: Span) -> types.Range:
@@ -164,6 +168,19 @@ def _rule_hover(occurrence: Occurrence) -> str | None:
     return f"{head}\n\n```\n{body}\n```"
 
 
+def _class_hover(snapshot: Snapshot, name: str) -> str:
+    """A class: where it is declared and which rules conclude it."""
+    declared = snapshot.index.definitions("class", name)
+    where = f"declared {_line(declared[0].span)}" if declared else "not declared (E016)"
+    rules = [r.name for r in snapshot.rulebook.rules if r.concludes == name]
+    general = sum(r.concludes == ANY_CLASS for r in snapshot.rulebook.rules)
+    text = f"**{name}** (class, {where})\n\n"
+    text += "concluded by " + (", ".join(rules) if rules else "no rule (W108)")
+    if general:
+        text += f"; its grade also counts the {general} rule(s) concluding {ANY_CLASS} (any class)"
+    return text
+
+
 def _symbol_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
     kind, name = occurrence.kind, occurrence.identifier.name
     if kind == "property":
@@ -177,6 +194,8 @@ def _symbol_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
         return f"**{name}**({params}) (membership function): {MEMBERSHIP_SHAPES.get(name, '')}"
     if kind == "rule":
         return _rule_hover(occurrence)
+    if kind == "class":
+        return _class_hover(snapshot, name)
     return None
 
 
