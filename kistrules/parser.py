@@ -698,7 +698,7 @@ class _SyntaxError:
         if "THEN" in expected:
             if found is not None and found.type == "ANOMALOUS":
                 return 'missing THEN before "anomalous"'
-            return "a rule reads IF condition THEN anomalous (or THEN a declared class)"
+            return "a rule reads IF condition THEN anomalous"
         if "IS" in expected and prev is not None and prev.type == "NAME":
             return f'a term reads PROPERTY is SET, e.g. "{prev.value} is low"'
         if "EQUAL" in expected and first is not None and first.type in ("SCALE", "SET"):

@@ -222,7 +222,7 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "rul x: IF gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "rul"',
+            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "rul"',
             'did you mean "rule"?',
         ),
         (
@@ -264,7 +264,7 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "gray"',
+            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "gray"',
             "a rule starts with IF: IF gray is low THEN anomalous",
         ),
         (
@@ -282,8 +282,32 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "IF gray is low THEN",
             "1:20",
-            'expected "anomalous", found end of file',
-            'a rule always concludes "THEN anomalous"',
+            'expected "anomalous" or a class name, found end of file',
+            'a rule concludes "THEN anomalous" or "THEN CLASS", a class declared by "class"',
+        ),
+        (
+            "IF gray is low THEN crack 0.9",
+            "1:27",
+            'expected "(" or the end of the statement, found "0.9"',
+            "write the truth value in parentheses: crack (0.9)",
+        ),
+        (
+            "class blowhole, anomalous",
+            "1:17",
+            'expected a class name, found "anomalous"',
+            '"anomalous" is built in (any class): declare the kinds of defect',
+        ),
+        (
+            "class",
+            "1:6",
+            "expected a class name, found end of file",
+            "for example: class blowhole, crack",
+        ),
+        (
+            "clas crack",
+            "1:1",
+            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "clas"',
+            'did you mean "class"?',
         ),
     ],
 )
