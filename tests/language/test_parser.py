@@ -222,7 +222,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "rul x: IF gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "rul"',
+            "expected a statement (rulebook, class, scale, set, threshold, rule or IF), "
+            'found "rul"',
             'did you mean "rule"?',
         ),
         (
@@ -264,7 +265,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "gray"',
+            "expected a statement (rulebook, class, scale, set, threshold, rule or IF), "
+            'found "gray"',
             "a rule starts with IF: IF gray is low THEN anomalous",
         ),
         (
@@ -306,7 +308,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "clas crack",
             "1:1",
-            'expected a statement (rulebook, class, scale, set, threshold, rule or IF), found "clas"',
+            "expected a statement (rulebook, class, scale, set, threshold, rule or IF), "
+            'found "clas"',
             'did you mean "class"?',
         ),
     ],
