@@ -5,8 +5,9 @@ does, so that it cannot collide with another `strategies` module):
 
 - `rulebooks()`: a valid `Rulebook` AST (it checks without errors): an optional
   name, scales, file-wide sets and per-property overrides (trapezoid, triangle,
-  gaussian), an optional threshold and 1-6 rules whose conditions nest AND, OR
-  and NOT (up to depth 3) over terms with hedges and `not`, the rules
+  gaussian), an optional threshold, 0-3 defect classes in one or two `class`
+  lines, and 1-6 rules concluding `anomalous` or a class, whose conditions
+  nest AND, OR and NOT (up to depth 3) over terms with hedges and `not`, the rules
   interleaved with the other statements. Breakpoints lie on a 0.05 grid, as
   experts write them; numbers come in several spellings (`0.5`, `0.50`, `.5`).
   Every span is a dummy (`SPAN`). The details come from one drawn seed through
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 
 from kistrules.ast import (
     And,
+    ClassDef,
     Identifier,
     MembershipCall,
     Not,
@@ -48,6 +50,7 @@ SPAN = Span(path="gen.rules", start=0, end=0, line=1, column=1, end_line=1, end_
 PROPERTY_NAMES = sorted(PROPERTIES)
 NEW_SET_NAMES = ["tiny", "dark", "odd", "wide", "spot"]
 RULE_NAMES = ["large_dark", "dark_slender", "r1", "flat", "speck", "x_2", "edge"]
+CLASS_NAMES = ["blowhole", "Crack", "fray", "break_2", "low", "dark_slender"]
 GRID = [i / 20 for i in range(21)]
 
 
@@ -151,6 +154,11 @@ def random_rulebook(rnd: random.Random, rules: int) -> Rulebook:
     if rnd.random() < 0.5:
         threshold = number_text(rnd, [0.0, 0.5, 0.8, 0.9, 1.0])
         statements.append(ThresholdDef(span=SPAN, value=number(threshold)))
+    classes = rnd.sample(CLASS_NAMES, rnd.choice([0, 0, 1, 2, 3]))
+    cut = rnd.randint(0, len(classes))
+    for part in (classes[:cut], classes[cut:]):
+        if part:
+            statements.append(ClassDef(span=SPAN, names=tuple(ident(c) for c in part)))
     usable = {
         p: sorted(set(BUILTIN_SETS) | set(shared) | {n for q, n in overrides if q == p})
         for p in props
@@ -165,6 +173,7 @@ def random_rulebook(rnd: random.Random, rules: int) -> Rulebook:
                 span=SPAN,
                 label=ident(label) if label else None,
                 condition=condition(rnd, usable),
+                conclusion=ident(rnd.choice(classes)) if classes and rnd.random() < 0.7 else None,
                 truth=number(truth) if truth is not None else None,
                 position=position,
             )
@@ -275,10 +284,14 @@ class _Writer:
             return self.join(self.word("set"), name, "=", call)
         if isinstance(s, ThresholdDef):
             return self.join(self.word("threshold"), s.value.text)
+        if isinstance(s, ClassDef):
+            names = ("," + self.gap()).join(self.word(n.text) for n in s.names)
+            return self.join(self.word("class"), names)
         head = []
         if s.label is not None:
             head = [self.word("rule"), self.word(s.label.text) + ":"]
-        tail = [self.word("then"), self.word("anomalous")]
+        conclusion = s.conclusion.text if s.conclusion is not None else "anomalous"
+        tail = [self.word("then"), self.word(conclusion)]
         if s.truth is not None:
             tail.append(f"({s.truth.text})")
         return self.join(*head, self.word("if"), self.condition(s.condition, True), *tail)

@@ -14,6 +14,8 @@ from kistrules.span import LineIndex
 
 VOCABULARY = [
     "rulebook",
+    "class",
+    "crack",
     "scale",
     "set",
     "threshold",
