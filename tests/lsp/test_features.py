@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from lsprotocol import types
 
 from kistrules.lsp.document import analyse
 from kistrules.lsp.features import definition, document_symbols, hover, references
@@ -54,3 +55,33 @@ def test_broken_text_gets_answers_at_every_offset(text):
         definition(snapshot, offset, "utf-16")
         references(snapshot, offset, "utf-16", include_declaration=True)
     assert isinstance(document_symbols(snapshot, "utf-16"), list)
+
+
+CLASSES = (
+    "class blowhole, crack, fray\nscale gray = 255\n"
+    "rule hole: IF gray is low THEN blowhole\nIF gray is high THEN anomalous\n"
+    "rule thin: IF gray is mid THEN crack\nrule line: IF gray is very mid THEN crack\n"
+)
+
+
+def test_hover_on_a_class_names_its_line_and_the_rules_that_conclude_it():
+    crack = _hover(CLASSES, "crack", 1)  # in `THEN crack`
+    assert crack == _hover(CLASSES, "crack")  # the same at its declaration
+    assert crack.startswith("**crack** (class, declared line 1)")
+    assert "concluded by thin, line" in crack
+    assert "the 1 rule(s) concluding anomalous" in crack
+    fray = _hover(CLASSES, "fray")
+    assert "concluded by no rule (W108)" in fray and explain_code("W108") in fray
+    unknown = "class crack\nIF gray is low THEN crak\n"
+    assert "not declared (E016)" in _hover(unknown, "crak")
+
+
+def test_go_to_a_class_and_its_references_and_symbols():
+    snapshot = analyse("file:///t.rules", 1, CLASSES, "t.rules")
+    at_then = CLASSES.index("THEN crack") + 6
+    (where,) = definition(snapshot, at_then, "utf-16")
+    assert (where.range.start.line, where.range.start.character) == (0, 16)
+    found = references(snapshot, at_then, "utf-16", include_declaration=True)
+    assert [r.range.start.line for r in found] == [0, 4, 5]
+    names = [(s.name, s.kind) for s in document_symbols(snapshot, "utf-16")]
+    assert names[:3] == [(c, types.SymbolKind.EnumMember) for c in ("blowhole", "crack", "fray")]
