@@ -118,3 +118,21 @@ def test_label_statistics_count_labelled_regions_per_class():
     count = len(labels.thresholds)  # each threshold cuts both squares
     assert stats["fired_per_class"] == {"anomalous": count, "hole": count, "crack": 0}
     assert stats["regions_fired"] == sum(stats["fired_per_class"].values())
+
+
+def test_shards_statistics_add_up_per_class():
+    from kist_train.distributed import _merge_statistics
+
+    def part(hole: int, crack: int) -> dict:
+        counts = {"images": 1, "images_labelled": 1, "pixels_labelled": 5, "regions": 9}
+        fired = {"anomalous": 0, "hole": hole, "crack": crack}
+        return {
+            **counts,
+            "regions_fired": hole + crack,
+            "fired_per_rule": {"r": hole + crack},
+            "fired_per_class": fired,
+        }
+
+    merged = _merge_statistics([part(2, 1), part(0, 4)])
+    assert merged["fired_per_class"] == {"anomalous": 0, "hole": 2, "crack": 5}
+    assert merged["regions_fired"] == 7 and merged["fired_per_rule"] == {"r": 7}
