@@ -93,6 +93,7 @@ def check_names(
     _check_duplicates(rulebook, out)
     usable: dict[str, list[str]] = {}  # property -> its set names, computed once each
     classes = rulebook.classes
+    declared = frozenset(classes)
     for statement in rulebook.statements:
         if isinstance(statement, ScaleDef):
             _check_property(statement.property, out)
@@ -125,7 +126,7 @@ def check_names(
             _check_membership(statement.function, out)
         elif isinstance(statement, Rule):
             _check_rule(rulebook, statement, assume_sets, usable, out)
-            _check_conclusion(statement, classes, out)
+            _check_conclusion(statement, classes, declared, out)
     out.sort(key=Diagnostic.sort_key)
     return out
 
@@ -265,10 +266,12 @@ def _check_rule(
         )
 
 
-def _check_conclusion(rule: Rule, classes: tuple[str, ...], out: list[Diagnostic]) -> None:
+def _check_conclusion(
+    rule: Rule, classes: tuple[str, ...], declared: frozenset[str], out: list[Diagnostic]
+) -> None:
     """E016: a rule concludes a class that no `class` line declares."""
     conclusion = rule.conclusion
-    if conclusion is None or conclusion.name in classes:
+    if conclusion is None or conclusion.name in declared:
         return
     guess = did_you_mean(conclusion.name, [*classes, ANY_CLASS])
     if guess is not None:

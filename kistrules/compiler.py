@@ -169,15 +169,15 @@ class _Builder:
         return _Leaf(len(self.terms) - 1)
 
 
-def _max_of_rows(matrix: torch.Tensor, rows: Sequence[int], out: torch.Tensor) -> torch.Tensor:
-    """`out` = the elementwise max of `matrix[rows]`; 0 for no rows (rule outputs are >= 0)."""
-    if not rows:
+def _max_into(operands: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """`out` = the elementwise max of `operands`; 0 for none (rule outputs are >= 0)."""
+    if not operands:
         return out.zero_()
-    if len(rows) == 1:
-        return out.copy_(matrix[rows[0]])
-    torch.maximum(matrix[rows[0]], matrix[rows[1]], out=out)
-    for row in rows[2:]:
-        torch.maximum(out, matrix[row], out=out)
+    if len(operands) == 1:
+        return out.copy_(operands[0])
+    torch.maximum(operands[0], operands[1], out=out)
+    for operand in operands[2:]:
+        torch.maximum(out, operand, out=out)
     return out
 
 
@@ -264,11 +264,11 @@ class Scorer(torch.nn.Module):
         self.class_names: tuple[str, ...] = tuple(resolved.classes)
         self.rule_classes: tuple[str, ...] = tuple(r.concludes for r in resolved.rules)
         # A class's grade: its own rules and those concluding `anomalous` (any class).
-        self._class_rules = tuple(
-            tuple(r for r, c in enumerate(self.rule_classes) if c == name)
-            for name in self.class_names
-        )
-        self._any_rules = tuple(r for r, c in enumerate(self.rule_classes) if c == ANY_CLASS)
+        by_class: dict[str, list[int]] = {name: [] for name in (*self.class_names, ANY_CLASS)}
+        for r, conclusion in enumerate(self.rule_classes):
+            by_class[conclusion].append(r)
+        self._class_rules = tuple(tuple(by_class[name]) for name in self.class_names)
+        self._any_rules = tuple(by_class[ANY_CLASS])
 
         builder = _Builder(resolved)
         programs = [builder.build(rule.condition, i) for i, rule in enumerate(resolved.rules)]
@@ -550,13 +550,12 @@ class Scorer(torch.nn.Module):
         torch.ge(grade, self.threshold, out=out["fired"])  # while the chunk is in cache
         if self.class_names:
             classes = out["classes"]
-            general = None
+            general = []  # the max over the rules concluding `anomalous`, if any
             if self._any_rules:
-                general = _max_of_rows(rules, self._any_rules, work("any", grade.shape))
+                any_rows = [rules[r] for r in self._any_rules]
+                general = [_max_into(any_rows, work("any", grade.shape))]
             for c, rows in enumerate(self._class_rules):
-                _max_of_rows(rules, rows, classes[c])
-                if general is not None:
-                    torch.maximum(classes[c], general, out=classes[c])
+                _max_into([rules[r] for r in rows] + general, classes[c])
         if trace:
             out["terms"].copy_(columns.index_select(0, self.term_column))
 

@@ -96,8 +96,9 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
     sets: dict[tuple[str, str], MembershipFunction] = {}
     defined = rulebook.sets
     classes = rulebook.classes
+    declared = frozenset(classes)
     for rule in rulebook.rules:
-        if rule.concludes != ANY_CLASS and rule.concludes not in classes:
+        if rule.concludes != ANY_CLASS and rule.concludes not in declared:
             raise KeyError(f"unknown class {rule.concludes!r}")
         for term in iter_terms(rule.condition):
             prop, name = term.property.name, term.set.name
