@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,15 +70,15 @@ def naive_classes(rules: np.ndarray, conclusions, names) -> np.ndarray:
 
 
 def timed_pair(first, second, repeats: int) -> tuple[float, float]:
-    """Best-of wall times of two calls, alternated so that load on a shared machine
-    hits both alike (the best of several runs is the least disturbed one)."""
+    """Median wall times of two calls, alternated so that load on a shared machine
+    hits both alike."""
     walls: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
         for fn, out in ((first, walls[0]), (second, walls[1])):
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return min(walls[0]), min(walls[1])
+    return statistics.median(walls[0]), statistics.median(walls[1])
 
 
 def cpu_name() -> str:
@@ -94,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**4, 10**5, 10**6])
     parser.add_argument("--naive-regions", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
@@ -117,7 +118,7 @@ def main() -> None:
     assert np.array_equal(trace.classes.numpy(), slow.astype(np.float32)), "class grades differ"
     assert torch.equal(trace.grade, plain(check).grade), "the overall grade changed"
 
-    table = Table(title="per-class grades (MTD rulebook, float32 CPU, best-of wall time)")
+    table = Table(title="per-class grades (MTD rulebook, float32 CPU, median wall time)")
     for column in ("regions", "plain", "classes", "classes / plain", "naive (extrapolated)"):
         table.add_column(column, justify="right")
     table.add_column("naive / classes", justify="right")
