@@ -3,6 +3,8 @@ labelled region's class and class grades, and the per-class label masks."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,25 @@ def test_class_masks_are_the_labelled_regions_of_each_class(scorer):
         assert np.array_equal(got[0].numpy(), want[name]), name
         union |= want[name]
     assert np.array_equal(union, labels.mask[0].numpy())
+
+
+def test_the_cli_shows_each_regions_class(tmp_path):
+    from skimage.io import imsave
+    from typer.testing import CliRunner
+
+    import kistrules.commands.explain  # noqa: F401 - registers explain
+    from kistrules.cli import app
+
+    image, mask = _scene()
+    imsave(tmp_path / "i.png", np.clip(image, 0, 255).astype(np.uint8), check_contrast=False)
+    imsave(tmp_path / "m.png", (mask * 255).astype(np.uint8), check_contrast=False)
+    (tmp_path / "r.rules").write_text(RULES)
+    args = ["explain", str(tmp_path / "i.png"), "--rulebook", str(tmp_path / "r.rules")]
+    args += ["--mask", str(tmp_path / "m.png")]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "class" in text.output and "dark_spot" in text.output
+    doc = json.loads(CliRunner().invoke(app, [*args, "--format", "json"]).output)
+    assert doc["classes"] == ["dark_spot", "bright_spot", "speck"]
+    shown = sorted(r["defect_class"] or "-" for r in doc["regions"])
+    assert shown == ["-", "bright_spot", "dark_spot"]
