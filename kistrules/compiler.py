@@ -550,10 +550,9 @@ class Scorer(torch.nn.Module):
         torch.ge(grade, self.threshold, out=out["fired"])  # while the chunk is in cache
         if self.class_names:
             classes = out["classes"]
-            general = []  # the max over the rules concluding `anomalous`, if any
-            if self._any_rules:
-                any_rows = [rules[r] for r in self._any_rules]
-                general = [_max_into(any_rows, work("any", grade.shape))]
+            general = [rules[r] for r in self._any_rules]  # those concluding `anomalous`
+            if len(general) > 1:  # their max, once for every class
+                general = [_max_into(general, work("any", grade.shape))]
             for c, rows in enumerate(self._class_rules):
                 _max_into([rules[r] for r in rows] + general, classes[c])
         if trace:

@@ -270,8 +270,9 @@ CODES: dict[str, CodeInfo] = _codes(
         "duplicate rule",
         (
             "Two rules have the same condition (up to the order of AND/OR operands, "
-            "parentheses around chains of the same operator and repeated operands) and the "
-            "same truth value. The "
+            "parentheses around chains of the same operator and repeated operands), the "
+            "same truth value and the same conclusion (rules concluding different classes "
+            "raise different class grades). The "
             "second adds nothing; the warning points at it and names the first.\n\n    IF gray "
             "is low AND area is high THEN anomalous (0.8)\n    IF area is high AND gray is low "
             "THEN anomalous (0.8)   # warning: duplicate"
@@ -287,7 +288,8 @@ CODES: dict[str, CodeInfo] = _codes(
             "are conjunctions of terms (AND only, or a single term), the subsumed rule's terms "
             "include all of the other's (min over more terms is never larger) and its truth "
             "value is no higher; also when the conditions are the same and the truth value is "
-            "lower.\n\n    IF gray is low THEN anomalous (0.9)\n    IF gray is low AND area is "
+            "lower. Only rules with the same conclusion (`anomalous` or one class) "
+            "compare.\n\n    IF gray is low THEN anomalous (0.9)\n    IF gray is low AND area is "
             "high THEN anomalous (0.8)   # warning: subsumed"
         ),
     ),
