@@ -68,8 +68,8 @@ CODES: dict[str, CodeInfo] = _codes(
             "found; the hint names the usual slip: a misspelt keyword (`THN` for `then`), a "
             "missing THEN, an unclosed parenthesis, a missing `=` in `scale`/`set`, a truth "
             "value without parentheses. Only the statement with the error is skipped: "
-            "checking resumes at the next statement keyword (rulebook, scale, set, threshold, "
-            "rule, IF), so each mistake is reported once.\n\n"
+            "checking resumes at the next statement keyword (rulebook, class, scale, set, "
+            "threshold, rule, IF), so each mistake is reported once.\n\n"
             '    IF gray is low THN anomalous    # error: did you mean "then"?\n'
             "    IF gray is low THEN anomalous   # fixed"
         ),
