@@ -136,3 +136,26 @@ def test_shards_statistics_add_up_per_class():
     merged = _merge_statistics([part(2, 1), part(0, 4)])
     assert merged["fired_per_class"] == {"anomalous": 0, "hole": 2, "crack": 5}
     assert merged["regions_fired"] == 7 and merged["fired_per_rule"] == {"r": 7}
+
+
+def test_the_report_page_shows_the_class_table_only_for_a_class_aware_audit():
+    from types import SimpleNamespace
+
+    from kist_train.audit import AuditClassRow, AuditReport
+    from kist_train.report_page import _audit
+
+    row = AuditClassRow(
+        group="hole", defect_class="crack", images=2, images_labelled=1, regions_fired=3,
+        tp=6, fp=2, fn=6,
+    )  # fmt: skip
+    audit = AuditReport(
+        run_dir="r", rulebook="b.rules", rulebook_sha256="0", mu_e=0.0, sigma_e=1.0,
+        thresholds=(0.5,), rule_names=("a",), rows=(), class_rows=(row,),
+    )  # fmt: skip
+    report = SimpleNamespace(audit=audit, worst_labelled=[], worst_missed=[], data_dir="d")
+    html = str(_audit(report))
+    assert "Per class" in html and "<td>crack</td>" in html and "75.0" in html
+    plain = SimpleNamespace(
+        **{**vars(report), "audit": AuditReport(**{**vars(audit), "class_rows": ()})}
+    )
+    assert "Per class" not in str(_audit(plain))
