@@ -1,7 +1,8 @@
 """Names declared and used in a rulebook, found from the AST alone.
 
 Every identifier of the AST plays a role fixed by where it sits: `Term.set`
-names a set, `SetDef.name` declares one, `Rule.label` names a rule. `ROLES`
+names a set, `SetDef.name` declares one, `Rule.label` names a rule,
+`Define.name` declares a named condition and `ConditionRef.name` uses one. `ROLES`
 maps (node kind, field) to that role, and one generic walk over the AST finds
 every identifier with its role: an `Occurrence`. Statements that declare
 something are listed in `DECLARATIONS`, so that a statement without a name of
@@ -26,7 +27,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kistrules.ast import Identifier, Node, Rule, Rulebook, SetDef, Term
+from kistrules.ast import Define, Identifier, Node, Rule, Rulebook, SetDef, Term
 from kistrules.resolve import find_set_def
 from kistrules.span import Span
 
@@ -35,7 +36,7 @@ from kistrules.span import Span
 class Occurrence:
     """One identifier in the text, with what it names."""
 
-    kind: str  # "property", "set", "hedge", "function", "rule"
+    kind: str  # "property", "set", "hedge", "function", "rule", "condition"
     key: str  # the symbol it names: a set's qualified name, else the name itself
     identifier: Identifier
     node: Node  # the node holding the identifier (a Term, a SetDef, ...)
@@ -90,6 +91,8 @@ ROLES: dict[tuple[str, str], Role] = {
     ("term", "property"): Role("property"),
     ("term", "hedges"): Role("hedge"),
     ("term", "set"): Role("set", _term_set_key),
+    ("define", "name"): Role("condition"),
+    ("reference", "name"): Role("condition"),
 }
 
 
@@ -105,10 +108,17 @@ def _declare_rule(statement: Node) -> Declaration:
     return Declaration("rule", statement.name, statement.name, span, statement)
 
 
+def _declare_condition(statement: Node) -> Declaration:
+    assert isinstance(statement, Define)
+    name = statement.name.name
+    return Declaration("condition", name, name, statement.name.span, statement)
+
+
 # Statement kind -> its declaration.
 DECLARATIONS: dict[str, Callable[[Node], Declaration]] = {
     "set": _declare_set,
     "rule": _declare_rule,
+    "define": _declare_condition,
 }
 
 

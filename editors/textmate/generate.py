@@ -10,7 +10,7 @@ single-line `match` (no begin/end) and uses only regex syntax that Oniguruma
 (VS Code, TextMate, GitHub) and Python's `re` read alike: `(?i)` at the start,
 classes, `\\b`, `\\s`, a lookbehind of one character class. Editors read line
 by line, so a statement split across lines still gets every token scoped,
-only the declaring ones (`set NAME`, `rule NAME:`) lose their name's special
+only the declaring ones (`set NAME`, `define NAME`, `rule NAME:`) lose their name's special
 scope.
 """
 
@@ -40,6 +40,8 @@ KEYWORD_SCOPES = {
     "set": "storage.type",
     "threshold": "storage.type",
     "rule": "storage.type",
+    "define": "storage.type",
+    "raw": "keyword.other.unit",
     "if": "keyword.control",
     "then": "keyword.control",
     "and": "keyword.operator.logical",
@@ -105,6 +107,13 @@ def grammar() -> dict:
                     "captures": {
                         "1": {"name": "storage.type" + s},
                         "2": {"name": "entity.name.type.set" + s},
+                    },
+                },
+                {
+                    "match": f"(?i)\\b(define)\\s+({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "storage.type" + s},
+                        "2": {"name": "entity.name.function.condition" + s},
                     },
                 },
                 {

@@ -222,7 +222,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "rul x: IF gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "rul"',
+            "expected a statement (rulebook, scale, set, threshold, define, rule or IF), "
+            'found "rul"',
             'did you mean "rule"?',
         ),
         (
@@ -264,7 +265,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "gray"',
+            "expected a statement (rulebook, scale, set, threshold, define, rule or IF), "
+            'found "gray"',
             "a rule starts with IF: IF gray is low THEN anomalous",
         ),
         (
