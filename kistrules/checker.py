@@ -490,9 +490,10 @@ def _check_definitions(rulebook: Rulebook, out: list[Diagnostic]) -> None:
 
 def _too_large(what: str, size: Size, span) -> Diagnostic:
     terms = f"more than {MAX_TOTAL_TERMS:,}" if size.terms > MAX_TOTAL_TERMS else f"{size.terms:,}"
+    terms += " term" if size.terms == 1 else " terms"
     return make(
         "E023",
-        f"{what} is {terms} terms, {size.depth} levels deep once its names are written out "
+        f"{what} is {terms}, {size.depth} levels deep once its names are written out "
         f"(at most {MAX_EXPANDED_TERMS:,} terms and {MAX_EXPANDED_DEPTH} levels)",
         span,
         label="too large once expanded",

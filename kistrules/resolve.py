@@ -11,6 +11,7 @@ so they cannot disagree about which set a term uses.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from kistrules.ast import Rule, Rulebook, SetDef, iter_terms
@@ -85,7 +86,8 @@ def set_function(rulebook: Rulebook, definition: SetDef) -> MembershipFunction:
     params = tuple(arg.value for arg in call.args)
     if call.raw and definition.property is not None:
         gamma = scale_of(rulebook, definition.property.name)
-        params = tuple(p / gamma for p in params)
+        if math.isfinite(gamma) and gamma > 0:  # else E006 / E015: the checker's to say
+            params = tuple(p / gamma for p in params)
     origin = "file" if definition.property is None else "override"
     return MembershipFunction(call.function.name, params, origin)
 

@@ -405,10 +405,11 @@ def test_warnings_are_sound_at_sampled_points(generated, rnd):
     rulebook, errors = parse(format_rulebook(generated), "gen.rules")
     assert errors == []
     resolved = resolve(rulebook)
-    by_line = {r.span.line: r for r in rulebook.rules}
+    # the truth of a rule is that of its condition with defined names written out
+    by_line = {r.span.line: r for r in resolved.rules}
     anchored = {}
-    for r in rulebook.rules:  # warnings point at a rule's name, condition or truth value
-        for node in (r.label, r.condition, r.truth):
+    for written, r in zip(rulebook.rules, resolved.rules, strict=True):
+        for node in (written.label, written.condition, written.truth):  # where warnings point
             if node is not None:
                 anchored[node.span.start] = r
     grid = [0.0, 1.0, 0.2, 0.4, 0.6, 0.8]

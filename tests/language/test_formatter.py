@@ -26,7 +26,7 @@ from kistrules.span import Span
 
 FIXTURES = Path(__file__).parent / "fixtures" / "format"
 CASES = sorted(FIXTURES.glob("*.input"))
-SECTIONS = ["rulebook", "scale", "set", "threshold", "rule"]
+SECTIONS = ["rulebook", "scale", "set", "threshold", "define", "rule"]
 
 
 def _parse(text: str, path: str = "t.rules") -> Rulebook:
