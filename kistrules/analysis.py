@@ -1,9 +1,12 @@
 """Logic warnings (W101-W107, W110, W111), exact under the language's min/max semantics.
 
-`analyse` runs on a rulebook that has no errors. Every warning is decided by
-interval arithmetic on the membership functions (`kistrules.intervals`), not
-by sampling, so a rule that misses the threshold by 1e-9 is caught and one
-that reaches it exactly is not.
+`analyse` runs on a rulebook that has no errors, over its rules as resolved:
+named conditions written out (`kistrules.definitions`), raw sets divided by
+their scales. Every warning is decided by interval arithmetic on the
+membership functions (`kistrules.intervals`), not by sampling, so a rule that
+misses the threshold by 1e-9 is caught and one that reaches it exactly is
+not. W111 (TV = alpha) names, for a conjunction, where each term is exactly
+1, in the property's raw units: only there can such a rule fire.
 
 Why W101 and W102 are exact. A rule gives TV * cond(v) for a region whose
 standardised properties are v in [0, 1]^P (one coordinate per property; the

@@ -72,7 +72,7 @@ CODES: dict[str, CodeInfo] = _codes(
             "missing THEN, an unclosed parenthesis, a missing `=` in `scale`/`set`, a truth "
             "value without parentheses. Only the statement with the error is skipped: "
             "checking resumes at the next statement keyword (rulebook, scale, set, threshold, "
-            "rule, IF), so each mistake is reported once.\n\n"
+            "define, rule, IF), so each mistake is reported once.\n\n"
             '    IF gray is low THN anomalous    # error: did you mean "then"?\n'
             "    IF gray is low THEN anomalous   # fixed"
         ),
@@ -171,8 +171,9 @@ CODES: dict[str, CodeInfo] = _codes(
         "error",
         "duplicate definition",
         (
-            "The same scale, set, threshold or rulebook name is defined twice. Only one can "
-            "take effect, so keep one; the message names the line of the first definition. "
+            "The same scale, set, named condition, threshold or rulebook name is defined "
+            "twice. Only one can take effect, so keep one; the message names the line of "
+            "the first definition. "
             "`set low` and `set gray.low` are different sets and may both be defined."
         ),
     ),
@@ -263,8 +264,8 @@ CODES: dict[str, CodeInfo] = _codes(
             "parentheses around chains of the same operator and repeated operands) and the "
             "same truth value. The "
             "second adds nothing; the warning points at it and names the first.\n\n    IF gray "
-            "is low AND area is high THEN anomalous (0.8)\n    IF area is high AND gray is low "
-            "THEN anomalous (0.8)   # warning: duplicate"
+            "is low AND area is high THEN anomalous (0.9)\n    IF area is high AND gray is low "
+            "THEN anomalous (0.9)   # warning: duplicate"
         ),
     ),
     CodeInfo(
@@ -278,7 +279,7 @@ CODES: dict[str, CodeInfo] = _codes(
             "include all of the other's (min over more terms is never larger) and its truth "
             "value is no higher; also when the conditions are the same and the truth value is "
             "lower.\n\n    IF gray is low THEN anomalous (0.9)\n    IF gray is low AND area is "
-            "high THEN anomalous (0.8)   # warning: subsumed"
+            "high THEN anomalous (0.85)   # warning: subsumed"
         ),
     ),
     CodeInfo(

@@ -486,9 +486,9 @@ _EXAMPLES = {
     "SET": "set low = trapezoid(0, 0, 0.2, 0.4)",
     "THRESHOLD": "threshold 0.8",
     "RULEBOOK": 'rulebook "magnetic tile"',
-    "RULE": "rule dark: IF gray is low THEN anomalous (0.8)",
+    "RULE": "rule dark: IF gray is low THEN anomalous (0.9)",
     "DEFINE": "define dark_spot = darkness is high AND pixels is not low",
-    "IF": "IF gray is low THEN anomalous (0.8)",
+    "IF": "IF gray is low THEN anomalous (0.9)",
 }
 
 
