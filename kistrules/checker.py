@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from kistrules.ast import (
+    ConditionRef,
     Define,
     Identifier,
     MembershipCall,
@@ -22,7 +23,6 @@ from kistrules.ast import (
     ScaleDef,
     SetDef,
     ThresholdDef,
-    iter_terms,
 )
 from kistrules.builtins import BUILTIN_SETS, HEDGES, MEMBERSHIP_FUNCTIONS, PROPERTIES
 from kistrules.definitions import (
@@ -33,6 +33,7 @@ from kistrules.definitions import (
     condition_size,
     definition_sizes,
     dependency_order,
+    leaves,
     references,
     too_large,
 )
@@ -106,6 +107,7 @@ def check_names(
     _check_numbers(rulebook, out)
     _check_duplicates(rulebook, out)
     usable: dict[str, list[str]] = {}  # property -> its set names, computed once each
+    refs: list[ConditionRef] = []  # defined names used, found with the terms
     for statement in rulebook.statements:
         if isinstance(statement, ScaleDef):
             _check_property(statement.property, out)
@@ -147,10 +149,10 @@ def check_names(
                         hint=f"choose another name, e.g. {statement.name.name}_defect",
                     )
                 )
-            _check_terms(rulebook, statement.condition, assume_sets, usable, out)
+            _check_terms(rulebook, statement.condition, assume_sets, usable, refs, out)
         elif isinstance(statement, Rule):
-            _check_rule(rulebook, statement, assume_sets, usable, out)
-    _check_references(rulebook, assume_conditions, out)
+            _check_rule(rulebook, statement, assume_sets, usable, refs, out)
+    _check_references(rulebook, refs, assume_conditions, out)
     _check_definitions(rulebook, out)
     out.sort(key=Diagnostic.sort_key)
     return out
@@ -260,6 +262,7 @@ def _check_rule(
     rule: Rule,
     assume_sets: frozenset[str],
     usable: dict[str, list[str]],
+    refs: list[ConditionRef],
     out: list[Diagnostic],
 ) -> None:
     truth = rule.truth
@@ -273,7 +276,7 @@ def _check_rule(
                 hint="1 = certain; 0.8 = fairly sure; leave it out for 1",
             )
         )
-    _check_terms(rulebook, rule.condition, assume_sets, usable, out)
+    _check_terms(rulebook, rule.condition, assume_sets, usable, refs, out)
 
 
 def _check_terms(
@@ -281,10 +284,15 @@ def _check_terms(
     condition,
     assume_sets: frozenset[str],
     usable: dict[str, list[str]],
+    refs: list[ConditionRef],
     out: list[Diagnostic],
 ) -> None:
-    """E002, E013 and E003 for the terms of a rule's or a definition's condition."""
-    for term in iter_terms(condition):
+    """E002, E013 and E003 for the terms of a rule's or a definition's condition; its
+    defined names go to `refs`, for `_check_references`."""
+    for term in leaves(condition):
+        if isinstance(term, ConditionRef):
+            refs.append(term)
+            continue
         known = _check_property(term.property, out)
         for hedge in term.hedges:
             if hedge.name not in HEDGES:
@@ -411,35 +419,36 @@ def _check_set_range(rulebook: Rulebook, definition: SetDef, out: list[Diagnosti
     out.append(make("E024", message, arg.span, label="outside [0, 1]", hint=hint))
 
 
-def _check_references(rulebook: Rulebook, assume: frozenset[str], out: list[Diagnostic]) -> None:
+def _check_references(
+    rulebook: Rulebook, refs: list[ConditionRef], assume: frozenset[str], out: list[Diagnostic]
+) -> None:
     """E020: a bare name in a condition that no `define` names."""
+    if not refs:
+        return
     definitions = rulebook.definitions
     known = list(definitions)
     set_names = set(BUILTIN_SETS) | {s.name.name for s in _set_defs(rulebook)}
-    for statement in rulebook.statements:
-        if not isinstance(statement, (Rule, Define)):
+    for ref in refs:
+        name = ref.name.name
+        if name in definitions or name in assume:
             continue
-        for ref in references(statement.condition):
-            name = ref.name.name
-            if name in definitions or name in assume:
-                continue
-            if name in PROPERTIES:
-                hint = {"hint": f"a term reads {name} is SET, e.g. {name} is high"}
-            elif name in set_names:
-                hint = {"hint": f"{_q(name)} is a set; a term reads PROPERTY is {name}"}
-            elif known:
-                hint = _hint(name, known, "conditions")
-            else:
-                hint = {"hint": "name a condition first: define NAME = CONDITION"}
-            out.append(
-                make(
-                    "E020",
-                    f"unknown condition {_q(ref.name.text)}",
-                    ref.name.span,
-                    label="not a defined condition",
-                    **hint,
-                )
+        if name in PROPERTIES:
+            hint = {"hint": f"a term reads {name} is SET, e.g. {name} is high"}
+        elif name in set_names:
+            hint = {"hint": f"{_q(name)} is a set; a term reads PROPERTY is {name}"}
+        elif known:
+            hint = _hint(name, known, "conditions")
+        else:
+            hint = {"hint": "name a condition first: define NAME = CONDITION"}
+        out.append(
+            make(
+                "E020",
+                f"unknown condition {_q(ref.name.text)}",
+                ref.name.span,
+                label="not a defined condition",
+                **hint,
             )
+        )
 
 
 def _check_definitions(rulebook: Rulebook, out: list[Diagnostic]) -> None:

@@ -33,13 +33,20 @@ MAX_TOTAL_TERMS = 100_000
 
 def references(condition: Condition) -> Iterator[ConditionRef]:
     """Every defined name used in a condition, left to right."""
-    if isinstance(condition, ConditionRef):
+    for leaf in leaves(condition):
+        if isinstance(leaf, ConditionRef):
+            yield leaf
+
+
+def leaves(condition: Condition) -> Iterator[Term | ConditionRef]:
+    """Every term and defined name of a condition as written, left to right."""
+    if isinstance(condition, (Term, ConditionRef)):
         yield condition
     elif isinstance(condition, Not):
-        yield from references(condition.operand)
-    elif isinstance(condition, (And, Or)):
+        yield from leaves(condition.operand)
+    else:
         for operand in condition.operands:
-            yield from references(operand)
+            yield from leaves(operand)
 
 
 def dependency_order(definitions: Mapping[str, Define]) -> tuple[list[str], list[list[str]]]:
@@ -125,6 +132,8 @@ def too_large(size: Size) -> bool:
 def used_names(rulebook: Rulebook) -> set[str]:
     """The defined names some rule uses, directly or through other names."""
     definitions = rulebook.definitions
+    if not definitions:
+        return set()
     pending = [r.name.name for rule in rulebook.rules for r in references(rule.condition)]
     used: set[str] = set()
     while pending:
@@ -184,6 +193,7 @@ __all__ = [
     "dependency_order",
     "expand",
     "expansions",
+    "leaves",
     "references",
     "too_large",
     "used_names",

@@ -293,3 +293,13 @@ def test_defined_names_are_symbols():
     assert (use.kind, use.key) == ("condition", "dark")
     assert [d.span.line for d in index.definitions("condition", "dark")] == [1]
     assert len(list(index.references("condition", "dark"))) == 3
+
+
+def test_a_rulebook_without_rules_is_e026_but_still_formats():
+    from kistrules.formatter import format_source
+
+    text = "# drafting\nSCALE gray = 255\n"
+    assert codes(text) == ["E026"]
+    assert format_source(text) == ("# drafting\nscale gray = 255\n", [])
+    # not after a syntax error: the statement lost may be the rule
+    assert codes("scale gray = 255\nIF gray is low THN anomalous\n") == ["E001"]
