@@ -48,12 +48,15 @@ class MembershipCall(Node):
     """`trapezoid(a, b, c, d)`, `triangle(a, b, c)` or `gaussian(mean, sigma)`.
 
     `function` is whatever name was written; the checker validates it and the
-    arity, so a typo gets a did-you-mean instead of a syntax error.
+    arity, so a typo gets a did-you-mean instead of a syntax error. `raw`
+    (`raw trapezoid(30, 60, 1200, 1500)`): the parameters are in the
+    property's own units, divided by its scale when the set is resolved.
     """
 
     kind: Literal["membership"] = "membership"
     function: Identifier
     args: tuple[Number, ...]
+    raw: bool = False
 
 
 # --- statements -------------------------------------------------------------
@@ -118,6 +121,13 @@ class Term(Node):
     set: Identifier
 
 
+class ConditionRef(Node):
+    """A defined condition used by its name: `dark_spot` in `IF dark_spot AND ...`."""
+
+    kind: Literal["reference"] = "reference"
+    name: Identifier
+
+
 class Not(Node):
     kind: Literal["not"] = "not"
     operand: Condition
@@ -137,7 +147,19 @@ class Or(Node):
     operands: tuple[Condition, ...]
 
 
-Condition = Annotated[Term | Not | And | Or, Field(discriminator="kind")]
+Condition = Annotated[Term | ConditionRef | Not | And | Or, Field(discriminator="kind")]
+
+
+class Define(Node):
+    """`define NAME = CONDITION`: a condition named once and used by name in others.
+
+    Kept as written here; `kistrules.definitions` writes the names out for
+    the scorer and the analysis.
+    """
+
+    kind: Literal["define"] = "define"
+    name: Identifier
+    condition: Condition
 
 
 ANY_CLASS = "anomalous"  # what `THEN anomalous` concludes: a defect of any class
@@ -173,7 +195,7 @@ class Rule(Node):
 
 
 Statement = Annotated[
-    RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Rule,
+    RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Define | Rule,
     Field(discriminator="kind"),
 ]
 
@@ -231,6 +253,11 @@ class Rulebook(Node):
         return tuple(dict.fromkeys(names))
 
     @property
+    def definitions(self) -> dict[str, Define]:
+        """Named conditions, keyed by name."""
+        return {s.name.name: s for s in self.statements if isinstance(s, Define)}
+
+    @property
     def threshold(self) -> float:
         values = [s.value.value for s in self.statements if isinstance(s, ThresholdDef)]
         return values[-1] if values else DEFAULT_THRESHOLD
@@ -239,14 +266,18 @@ class Rulebook(Node):
 Not.model_rebuild()
 And.model_rebuild()
 Or.model_rebuild()
+Define.model_rebuild()
 Rule.model_rebuild()
 Rulebook.model_rebuild()
 
 
-def iter_terms(condition: Term | Not | And | Or):
-    """Every term of a condition, left to right."""
+def iter_terms(condition: Term | ConditionRef | Not | And | Or):
+    """Every term of a condition as written, left to right (a defined name's terms are
+    not included: `kistrules.definitions.expand` writes them out)."""
     if isinstance(condition, Term):
         yield condition
+    elif isinstance(condition, ConditionRef):
+        return
     elif isinstance(condition, Not):
         yield from iter_terms(condition.operand)
     else:

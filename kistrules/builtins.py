@@ -154,5 +154,5 @@ HEDGES: dict[str, float] = {"very": 2.0, "somewhat": 0.5}
 
 KEYWORDS = (
     "rulebook", "class", "scale", "set", "threshold", "rule", "if", "then", "anomalous",
-    "and", "or", "not", "is",
+    "and", "or", "not", "is", "define", "raw",
 )  # fmt: skip

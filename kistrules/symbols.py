@@ -1,7 +1,8 @@
 """Names declared and used in a rulebook, found from the AST alone.
 
 Every identifier of the AST plays a role fixed by where it sits: `Term.set`
-names a set, `SetDef.name` declares one, `Rule.label` names a rule. `ROLES`
+names a set, `SetDef.name` declares one, `Rule.label` names a rule,
+`Define.name` declares a named condition and `ConditionRef.name` uses one. `ROLES`
 maps (node kind, field) to that role, and one generic walk over the AST finds
 every identifier with its role: an `Occurrence`. Statements that declare
 something are listed in `DECLARATIONS`, so that a statement without a name of
@@ -28,7 +29,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kistrules.ast import ClassDef, Identifier, Node, Rule, Rulebook, SetDef, Term
+from kistrules.ast import ClassDef, Define, Identifier, Node, Rule, Rulebook, SetDef, Term
 from kistrules.resolve import find_set_def
 from kistrules.span import Span
 
@@ -37,7 +38,8 @@ from kistrules.span import Span
 class Occurrence:
     """One identifier in the text, with what it names."""
 
-    kind: str  # "property", "set", "hedge", "function", "rule", "class"
+    # "property", "set", "hedge", "function", "rule", "class" or "condition"
+    kind: str
     key: str  # the symbol it names: a set's qualified name, else the name itself
     identifier: Identifier
     node: Node  # the node holding the identifier (a Term, a SetDef, ...)
@@ -94,6 +96,8 @@ ROLES: dict[tuple[str, str], Role] = {
     ("term", "set"): Role("set", _term_set_key),
     ("class", "names"): Role("class"),
     ("rule", "conclusion"): Role("class"),
+    ("define", "name"): Role("condition"),
+    ("reference", "name"): Role("condition"),
 }
 
 
@@ -114,11 +118,18 @@ def _declare_classes(statement: Node) -> tuple[Declaration, ...]:
     return tuple(Declaration("class", n.name, n.name, n.span, statement) for n in statement.names)
 
 
+def _declare_condition(statement: Node) -> tuple[Declaration, ...]:
+    assert isinstance(statement, Define)
+    name = statement.name.name
+    return (Declaration("condition", name, name, statement.name.span, statement),)
+
+
 # Statement kind -> its declarations (one per name it declares).
 DECLARATIONS: dict[str, Callable[[Node], tuple[Declaration, ...]]] = {
     "set": _declare_set,
     "rule": _declare_rule,
     "class": _declare_classes,
+    "define": _declare_condition,
 }
 
 

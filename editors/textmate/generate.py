@@ -10,8 +10,8 @@ single-line `match` (no begin/end) and uses only regex syntax that Oniguruma
 (VS Code, TextMate, GitHub) and Python's `re` read alike: `(?i)` at the start,
 classes, `\\b`, `\\s`, a lookbehind of one character class. Editors read line
 by line, so a statement split across lines still gets every token scoped,
-only the declaring ones (`set NAME`, `rule NAME:`, `class NAME`, `THEN CLASS`)
-lose their name's special scope.
+only the declaring ones (`set NAME`, `define NAME`, `rule NAME:`, `class NAME`,
+`THEN CLASS`) lose their name's special scope.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ KEYWORD_SCOPES = {
     "set": "storage.type",
     "threshold": "storage.type",
     "rule": "storage.type",
+    "define": "storage.type",
+    "raw": "keyword.other.unit",
     "if": "keyword.control",
     "then": "keyword.control",
     "and": "keyword.operator.logical",
@@ -127,6 +129,13 @@ def grammar() -> dict:
                     "captures": {
                         "1": {"name": "keyword.control" + s},
                         "2": {"name": "entity.name.type.class" + s},
+                    },
+                },
+                {
+                    "match": f"(?i)\\b(define)\\s+({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "storage.type" + s},
+                        "2": {"name": "entity.name.function.condition" + s},
                     },
                 },
                 {

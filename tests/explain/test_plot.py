@@ -79,7 +79,7 @@ def test_plot_of_a_bad_rulebook_is_one_line(tmp_path: Path):
     rules = tmp_path / "bad.rules"
     rules.write_text("IF grey is low THEN anomalous\n")
     result = CliRunner().invoke(app, ["plot", str(rules), "--out", str(tmp_path / "x.png")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a rulebook with errors is refused like any unusable input
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     missing = CliRunner().invoke(app, ["plot", str(tmp_path / "nope.rules")])
     assert missing.exit_code == 2 and "no such" in missing.output

@@ -382,6 +382,25 @@ def b_unclosed_parens(tmp, world, mp):
     return _nested(tmp, world, "(" * 10_000 + "area is high")
 
 
+def b_define_chain(tmp, world, mp):
+    """10,000 named conditions, each naming the next: the checker's walks are iterative."""
+    n = 10_000
+    path = tmp / "chain.rules"
+    lines = [f"define d{i} = d{i + 1}" for i in range(n)] + [f"define d{n} = gray is low"]
+    path.write_text("\n".join(lines) + "\nIF d0 THEN anomalous (0.9)\n")
+    return ["check", str(path), "--strict"]
+
+
+def b_define_doubling(tmp, world, mp):
+    """Each name used twice by the next: 2^60 terms written out, refused (E023)."""
+    path = tmp / "double.rules"
+    lines = ["define d0 = gray is low"] + [
+        f"define d{i} = d{i - 1} OR d{i - 1}" for i in range(1, 61)
+    ]
+    path.write_text("\n".join(lines) + "\nIF d60 THEN anomalous\n")
+    return ["explain", str(world.image), "-r", str(path), "--mask", str(world.mask)]
+
+
 def b_redundant_parens(tmp, world, mp):
     path = tmp / "deep.rules"
     path.write_text("IF " + "(" * 10_000 + "gray is low" + ")" * 10_000 + " THEN anomalous (0.9)\n")
@@ -1113,10 +1132,12 @@ CASES = [
     Case("multi_page_image", b_multi_page_image, 1, ("pages.tif", "holds 2 images")),
     Case("rulebook_100mb_check", b_rulebook_100mb, 2, ("huge.rules", "limit of 1,048,576")),
     Case("rulebook_100mb_train", b_rulebook_100mb_train, 2, ("huge.rules", "limit"), out="out"),
-    Case("nested_and_10000", b_nested_and, 1, ("deep.rules:1:", "E001", "nested more than 100")),
-    Case("nested_not_10000", b_nested_not, 1, ("deep.rules:1:", "E001", "nested more than 100")),
-    Case("unclosed_parens_10000", b_unclosed_parens, 1, ("deep.rules:1:", "E001", "expected")),
+    Case("nested_and_10000", b_nested_and, 2, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("nested_not_10000", b_nested_not, 2, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("unclosed_parens_10000", b_unclosed_parens, 2, ("deep.rules:1:", "E001", "expected")),
     Case("redundant_parens_10000", b_redundant_parens, 0, ("0 errors",)),
+    Case("define_chain_10000", b_define_chain, 0, ("0 errors, 0 warnings",)),
+    Case("define_doubling_60", b_define_doubling, 2, ("double.rules:", "E023", "written out")),
     Case("checkpoint_mismatch", b_checkpoint_mismatch, 1, ("run", "does not fit"), out="out"),
     Case(
         "checkpoint_truncated",

@@ -19,7 +19,7 @@ scale area = 1
 rule hole: IF gray is low THEN blowhole (0.9)
 IF area is high THEN anomalous
 rule thin: IF gray is mid THEN crack
-IF area is low THEN Fray (0.8)
+IF area is low THEN Fray (0.85)
 """
 
 
@@ -109,7 +109,7 @@ def test_a_class_no_rule_concludes_is_w108_once():
 
 def test_duplicate_and_subsumed_rules_compare_only_the_same_conclusion():
     head = "scale gray = 255\nscale area = 1\nclass crack, fray\n"
-    same_condition = head + "IF gray is low THEN crack (0.8)\nIF gray is low THEN fray (0.8)\n"
+    same_condition = head + "IF gray is low THEN crack (0.9)\nIF gray is low THEN fray (0.9)\n"
     assert [d.code for d in check(same_condition)] == []
     twice = head + "IF gray is low THEN crack\nIF gray is low THEN crack\nIF area is low THEN fray"
     assert [d.code for d in check(twice)] == ["W103"]
@@ -168,6 +168,6 @@ def test_symbols_declare_each_class_and_refer_to_it_from_conclusions():
     ]
     uses = [(o.identifier.text, o.identifier.span.line) for o in index.references("class", "crack")]
     assert uses == [("Crack", 1), ("crack", 7)]
-    at_then = BOOK.index("Fray (0.8)") + 1
+    at_then = BOOK.index("Fray (0.85)") + 1
     assert index.at(at_then).kind == "class"
     assert index.at(at_then).key == "fray"
