@@ -157,7 +157,7 @@ def test_residual_source_with_mu_sigma(files):
             "did you mean 'dark_blob'",
         ),
         (["{image}", "-r", "{rules}", "--model", "{tmp}/no_run"], 2, "no such run directory"),
-        (["{image}", "-r", "{image}", "--mask", "{mask}"], 1, "img.png"),
+        (["{image}", "-r", "{image}", "--mask", "{mask}"], 2, "img.png"),
     ],
 )
 def test_misuse_is_one_line(files, tmp_path, args, code, needle):

@@ -214,7 +214,7 @@ def test_bad_rulebook_is_one_line(tmp_path):
     rules = tmp_path / "bad.rules"
     rules.write_text("IF grey is low THEN anomalous (0.9)\n")
     result = _invoke("train", "--data", data, "--out", tmp_path / "o", "--rulebook", rules, *TINY)
-    _one_line_error(result, 1, "bad.rules")
+    _one_line_error(result, 2, "bad.rules")  # refused like any unusable input
 
 
 def test_predict_and_evaluate_on_a_missing_run(tmp_path):
