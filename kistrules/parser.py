@@ -642,7 +642,7 @@ class _SyntaxError:
         """
         first = self.tokens[0].type if self.tokens else None
         before = self.tokens[: self.index]
-        if first in ("IF", "RULE") and not any(t.type == "ANOMALOUS" for t in before):
+        if first in ("IF", "RULE") and not any(t.type == "THEN" for t in before):
             self.expected = self.expected - STATEMENT_KEYWORDS - {"$END"}
         elif first == "DEFINE":
             self.expected = self.expected - {"THEN"}

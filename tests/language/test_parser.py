@@ -313,7 +313,7 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "clas crack",
             "1:1",
-            "expected a statement (rulebook, class, scale, set, threshold, rule or IF), "
+            "expected a statement (rulebook, class, scale, set, threshold, define, rule or IF), "
             'found "clas"',
             'did you mean "class"?',
         ),
