@@ -37,7 +37,7 @@ from kist_train.pseudo_labels import confusion, precision_recall, upsample_mask
 from kistrules.ast import ANY_CLASS
 
 if TYPE_CHECKING:
-    from kist_train.data import Dataset
+    from kist_train.data import Dataset, ImageItem
     from kist_train.predict import Run
 
 OVERALL = "(rulebook)"
@@ -308,18 +308,22 @@ def audit_scorer(
     text: str,
     batch_size: int = 16,
     grid: bool = False,
+    items: Sequence[ImageItem] | None = None,
 ) -> AuditReport:
     """The audit of a compiled rulebook (`text`, shown as `rulebook`) with a loaded run.
 
     `kistrules report` audits the rulebook a run trained with, whose text its
-    checkpoint holds; `audit_rulebook` audits a file.
+    checkpoint holds; `audit_rulebook` audits a file; `kistrules tune` audits
+    the images an expert annotated (`items`, each with its mask; default: the
+    data set's anomalous test images).
     """
     from kist_train.data import working_tensor
     from kist_train.residuals import label_residuals
     from kistrules.errors import DataError
     from kistrules.pseudo_labels import class_masks, rule_masks
 
-    items = [item for item in dataset.require_test() if item.is_anomalous]
+    if items is None:
+        items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:
         raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
     rule_names = list(scorer.rule_names)

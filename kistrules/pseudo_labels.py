@@ -67,12 +67,13 @@ def label_regions(
             f"images {tuple(images.shape)} and residuals {tuple(residuals.shape)} "
             "must both be (B, H, W)"
         )
-    thresholds = np.asarray(eq9_thresholds(float(mu), float(sigma), s), dtype=np.float64)
-    table = measure_regions(
+    table, thresholds = residual_regions(
         images,
         residuals,
-        thresholds,
-        properties=list(scorer.properties),
+        mu=mu,
+        sigma=sigma,
+        s=s,
+        properties=scorer.properties,
         original_sizes=original_sizes,
     )
     trace = scorer(table, trace=True)
@@ -80,6 +81,30 @@ def label_regions(
         device=residuals.device, dtype=torch.bool
     )
     return PseudoLabels(table=table, trace=trace, mask=mask, thresholds=thresholds)
+
+
+def residual_regions(
+    images: torch.Tensor,
+    residuals: torch.Tensor,
+    *,
+    mu: float,
+    sigma: float,
+    s: float = 0.3,
+    properties: Sequence[str] | None = None,
+    original_sizes: Sequence[tuple[int, int]] | None = None,
+) -> tuple[Any, np.ndarray]:
+    """Eq. 9-10 without the grading: the regions of every threshold, measured, and the
+    thresholds. `label_regions` grades them; `kistrules tune` grades them many times.
+    `properties`: what to measure (None: every property)."""
+    thresholds = np.asarray(eq9_thresholds(float(mu), float(sigma), s), dtype=np.float64)
+    table = measure_regions(
+        images,
+        residuals,
+        thresholds,
+        properties=None if properties is None else list(properties),
+        original_sizes=original_sizes,
+    )
+    return table, thresholds
 
 
 def rule_masks(labels: PseudoLabels, scorer: Any) -> list[torch.Tensor]:

@@ -897,6 +897,43 @@ def b_audit_json_is_rulebook(tmp, world, mp):
     ]  # fmt: skip
 
 
+def _tune(world: World, rules: Path, out: Path, masks: Path | None = None) -> list[str]:
+    return [
+        "tune", str(rules), "--model", str(world.run), "--data", str(world.data),
+        "--masks", str(masks or world.data / "ground_truth"), "--out", str(out),
+        "--device", "cpu",
+    ]  # fmt: skip
+
+
+def b_tune_out_is_rulebook(tmp, world, mp):
+    shutil.copy(world.rules, tmp / "b.rules")
+    _keep_copy(tmp / "b.rules")
+    return _tune(world, tmp / "b.rules", tmp / "b.rules")
+
+
+def b_tune_out_foreign_rulebook(tmp, world, mp):
+    """--out names the expert's other rulebook: tune writes only over its own unchanged output."""
+    (tmp / "mine.rules").write_text("scale gray = 255\nrule r: if gray is low then anomalous\n")
+    _keep_copy(tmp / "mine.rules")
+    return _tune(world, world.rules, tmp / "mine.rules")
+
+
+def b_tune_too_few_masks(tmp, world, mp):
+    """The world has one annotated test image: too few to tell, refused before any output."""
+    return _tune(world, world.rules, tmp / "out" / "t.rules")
+
+
+def b_tune_fifo_mask(tmp, world, mp):
+    """A named pipe called like a mask is not read (it would block): no masks at all here."""
+    (tmp / "masks").mkdir()
+    _fifo(tmp / "masks" / "d000_mask.png")
+    return _tune(world, world.rules, tmp / "out" / "t.rules", tmp / "masks")
+
+
+def b_fifo_tune_rulebook(tmp, world, mp):
+    return _tune(world, _fifo(tmp / "pipe.rules"), tmp / "out" / "t.rules")
+
+
 def b_demo_out_holds_user_data(tmp, world, mp):
     """`demo --out` on a folder of the user's: it used to delete OUT/data before anything else."""
     (tmp / "project" / "data").mkdir(parents=True)
@@ -1358,6 +1395,24 @@ CASES = [
         check=_copies_intact,
     ),
     Case(
+        "tune_out_is_rulebook",
+        b_tune_out_is_rulebook,
+        2,
+        ("b.rules", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "tune_out_foreign_rulebook",
+        b_tune_out_foreign_rulebook,
+        2,
+        ("mine.rules", "not an earlier output of kistrules tune"),
+        check=_copies_intact,
+    ),
+    Case(
+        "tune_too_few_masks", b_tune_too_few_masks, 1, ("1 annotated image", "too few"), out="out"
+    ),
+    Case("tune_fifo_mask", b_tune_fifo_mask, 1, ("masks", "no *_mask.png files"), out="out"),
+    Case(
         "demo_out_holds_user_data",
         b_demo_out_holds_user_data,
         2,
@@ -1391,6 +1446,7 @@ CASES = [
             ("fifo_plot", b_fifo_plot, ("pipe.rules", "named pipe")),
             ("fifo_predict", b_fifo_predict, ("pipe.png", "named pipe")),
             ("fifo_train_rulebook", b_fifo_train_rulebook, ("pipe.rules", "named pipe")),
+            ("fifo_tune_rulebook", b_fifo_tune_rulebook, ("pipe.rules", "named pipe")),
             ("device_rulebook", b_device_rulebook, ("/dev/zero", "character device")),
         )
     ),

@@ -1,0 +1,139 @@
+"""The search and its protocol on synthetic annotated images: what tuning promises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kistrules.api import diagnose, loads
+from kistrules.compiler import compile_rulebook
+from kistrules.errors import DataError
+from kistrules.resolve import resolve
+from kistrules.tuning.evidence import label_counts
+from kistrules.tuning.parameters import structure, with_values
+from kistrules.tuning.protocol import (
+    FEW_DEFECT_REGIONS,
+    fold_images,
+    require_enough,
+    require_tunables,
+    tune,
+)
+from kistrules.tuning.search import Search, objective
+from tests.tuning import synthetic as syn
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    return syn.evidence(seed=11, count=10, size=32)[0]
+
+
+@pytest.fixture(scope="module")
+def book():
+    return loads(syn.RULEBOOK, "synthetic.rules")
+
+
+def _figures_by_compiled_scorer(book, evidence, values, tunables):
+    """The same figure through the compiled scorer: no CandidateScorer involved."""
+    moved = with_values(book, tunables, values)
+    grade = compile_rulebook(resolve(moved))(evidence.properties).grade
+    tp, fp = label_counts(evidence, grade[None], torch.tensor([resolve(moved).threshold]))
+    return tp.item(), fp.item()
+
+
+@pytest.mark.parametrize("min_recall", [None, 0.0, 0.5])
+def test_tuned_precision_is_at_least_the_original_at_the_minimum_recall(book, evidence, min_recall):
+    search = Search(book, min_recall=min_recall)
+    result = search.run(evidence)
+    assert result.after.precision >= result.before.precision
+    floor = result.min_recall
+    if min_recall is None:
+        assert floor == pytest.approx(0.5 * result.before.recall)
+    if result.before.recall >= floor:
+        assert result.after.recall >= floor
+    # the figures are those of the compiled tuned rulebook
+    tp, fp = _figures_by_compiled_scorer(book, evidence, result.values, search.tunables)
+    assert (tp, fp) == (result.after.tp, result.after.fp)
+
+
+def test_the_tuned_rulebook_keeps_its_structure_and_checks_clean(book, evidence):
+    search = Search(book)
+    result = search.run(evidence)
+    tuned = with_values(book, search.tunables, result.values)
+    assert structure(tuned) == structure(book)
+    _, diagnostics = diagnose(book.source)
+    assert not diagnostics  # the original is clean, so the tuned one must be too
+    assert search.clean(result.values)
+
+
+def test_a_search_from_the_tuned_numbers_gains_nothing_more(book, evidence):
+    search = Search(book, min_recall=0.3)
+    first = search.run(evidence)
+    again = Search(with_values(book, search.tunables, first.values), min_recall=0.3).run(evidence)
+    assert again.after.precision == pytest.approx(first.after.precision)
+    assert again.values == first.values
+
+
+def test_the_search_is_deterministic(book, evidence):
+    assert Search(book).run(evidence) == Search(book).run(evidence)
+
+
+def test_moves_keep_breakpoints_ordered_and_scales_positive(book):
+    search = Search(book)
+    for move in search.moves(list(search.original)):
+        values = dict(zip([t.label for t in search.tunables], move, strict=True))
+        dark = [values[f"set gray.dark {p}"] for p in "abcd"]
+        assert dark == sorted(dark)
+        assert all(values[f"scale {p}"] > 0 for p in ("darkness", "pixels", "gray"))
+
+
+def test_the_threshold_never_rises_above_the_smallest_truth_value(book):
+    # rule dark_gray has TV 0.9: a threshold above it would switch the rule off (W101)
+    assert float(Search(book).alphas.max()) <= 0.9
+
+
+def test_objective_puts_feasible_settings_first():
+    tp = torch.tensor([[10.0, 50.0, 0.0]])
+    fp = torch.tensor([[0.0, 50.0, 0.0]])
+    key = objective(tp, fp, positive=100.0, min_recall=0.3)
+    # 100 % precise at 10 % recall is infeasible; 50 % at 50 % is feasible; nothing labelled last
+    assert key[0, 1] > key[0, 0] > key[0, 2]
+
+
+def test_tune_reports_held_out_folds_that_cover_every_image(book, evidence):
+    tuning = tune(book, evidence, folds=3)
+    held = [name for fold in tuning.folds for name in fold.held_out]
+    assert sorted(held) == sorted(evidence.images)
+    assert len(tuning.folds) == 3
+    assert tuning.held_out_before.tp + tuning.held_out_before.fp == pytest.approx(
+        tuning.result.before.tp + tuning.result.before.fp
+    )  # the original is not fitted: held out it labels what it labels on all images
+    for fold in tuning.folds:
+        assert fold.search.after.precision >= fold.search.before.precision
+    assert tuning.result.after.precision >= tuning.result.before.precision
+
+
+def test_fold_images_deal_every_defect_type_to_each_fold(evidence):
+    folds = fold_images(evidence, 2)
+    for fold in folds:
+        assert {evidence.defects[i] for i in fold} == {"dark", "spot"}
+    assert sorted(i for fold in folds for i in fold) == list(range(len(evidence.images)))
+
+
+def test_too_few_annotations_are_refused_and_few_are_warned(evidence):
+    with pytest.raises(DataError, match="too few"):
+        require_enough(2, 30)
+    with pytest.raises(DataError, match="too few"):
+        require_enough(10, 4)
+    (warning,) = require_enough(4, FEW_DEFECT_REGIONS - 1)
+    assert "annotate more" in warning
+    assert require_enough(4, FEW_DEFECT_REGIONS) == []
+    few = evidence.subset([0, 1, 2, 3])
+    with pytest.raises(DataError, match="too few"):
+        tune(loads(syn.RULEBOOK), few.subset([0, 1]))
+
+
+def test_nothing_to_tune_is_refused():
+    with pytest.raises(DataError, match="nothing to tune"):
+        require_tunables(loads("if gray is low then anomalous\n"))
+    with pytest.raises(DataError, match="no rules"):
+        require_tunables(loads("scale gray = 255\n"))
