@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kist_train.config import MASK_THRESHOLD_HELP, check_mask_threshold
 from kistrules.errors import KistrulesError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,3 +47,21 @@ def one_line_errors() -> Iterator[None]:
         raise fail(escape(str(err)), code=err.exit_code) from None
     except OSError as err:
         raise fail(escape(os_error_line(err))) from None
+
+
+def _mask_threshold(value: float) -> float:
+    with one_line_errors():
+        return check_mask_threshold(value)
+
+
+# --mask-threshold, one definition for every command that reads masks (explain, evaluate,
+# audit, report; train's comes from TrainConfig with the same help and default). The
+# callback refuses a value outside (0, 1] in one line before any work.
+MaskThreshold = Annotated[
+    float,
+    typer.Option(
+        "--mask-threshold",
+        help=MASK_THRESHOLD_HELP,
+        callback=_mask_threshold,
+    ),
+]

@@ -18,8 +18,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kist_train.config import DEVICE_HELP
-from kistrules.commands.common import one_line_errors, stderr
+from kist_train.config import DEVICE_HELP, MASK_THRESHOLD
+from kistrules.commands.common import MaskThreshold, one_line_errors, stderr
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
 
@@ -62,6 +62,7 @@ def run_explain(
     sigma: float | None = None,
     s: float | None = None,
     device: str = "auto",
+    mask_threshold: float = MASK_THRESHOLD,
 ):
     """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
     from kist_train.data import read_gray, read_mask
@@ -78,6 +79,8 @@ def run_explain(
         raise UsageError(f"give one region source, not {' and '.join(sources)}")
     if mask is not None and (model is not None or mu is not None or sigma is not None):
         raise UsageError("--mask takes no --model, --mu or --sigma (its regions are given)")
+    if mask is None and mask_threshold != MASK_THRESHOLD:
+        raise UsageError("--mask-threshold applies to --mask only")
     image = read_gray(_existing(image_path, "image file"))
     rulebook = load(_existing(rulebook_path, "rulebook file"))
     run = None
@@ -92,7 +95,7 @@ def run_explain(
     on = run.device if run is not None else resolve_device(device)  # the one --device parser
     scorer = compile_rulebook(resolve(rulebook), device=on)
     if mask is not None:
-        truth = read_mask(_existing(mask, "mask file"))
+        truth = read_mask(_existing(mask, "mask file"), mask_threshold)
         return scorer, explain.explain_mask(scorer, image, truth)
     if residual is not None:
         if run is not None:
@@ -247,6 +250,7 @@ def explain_command(
     ] = None,
     why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Show an image's regions, what they measure, which rule fired and why others did not."""
     from rich.console import Console
@@ -264,6 +268,7 @@ def explain_command(
             sigma=sigma,
             s=s,
             device=device,
+            mask_threshold=mask_threshold,
         )
         focus = _check_rule(why_not, scorer.rule_names, rulebook)
         if output_format is OutputFormat.json:

@@ -158,12 +158,44 @@ def test_residual_source_with_mu_sigma(files):
         ),
         (["{image}", "-r", "{rules}", "--model", "{tmp}/no_run"], 2, "no such run directory"),
         (["{image}", "-r", "{image}", "--mask", "{mask}"], 1, "img.png"),
+        (
+            ["{image}", "-r", "{rules}", "--residual", "{residual}", "--mask-threshold", "0.3"],
+            2,
+            "--mask-threshold applies to --mask only",
+        ),
+        (
+            ["{image}", "-r", "{rules}", "--mask", "{mask}", "--mask-threshold", "0"],
+            2,
+            "--mask-threshold must be in (0, 1]",
+        ),
     ],
 )
 def test_misuse_is_one_line(files, tmp_path, args, code, needle):
     names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
     result = run(*[a.format(**names) for a in args])
     _one_line_error(result, code, needle)
+
+
+def test_a_faint_rim_makes_no_regions_unless_the_threshold_says(files, tmp_path: Path):
+    """An anti-aliased export of the same mask: its rim at 20 of 255 is not defect."""
+    from scipy import ndimage
+
+    mask = np.asarray(Image.open(files["mask"])) > 0
+    rim = ndimage.binary_dilation(mask) & ~mask
+    soft = np.where(mask, 255, np.where(rim, 20, 0)).astype(np.uint8)
+    soft[0, 39] = 20  # and a stray faint pixel
+    imsave(tmp_path / "soft_mask.png", soft, check_contrast=False)
+
+    def regions(*extra: str) -> list[dict]:
+        result = run(files["image"], "-r", files["rules"], "--format", "json", *extra)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["regions"]
+
+    exact = regions("--mask", str(files["mask"]))
+    assert regions("--mask", str(tmp_path / "soft_mask.png")) == exact
+    loose = regions("--mask", str(tmp_path / "soft_mask.png"), "--mask-threshold", "0.05")
+    assert len(loose) == len(exact) + 1
+    assert sum(r["pixel_count"] for r in loose) == int(mask.sum() + rim.sum()) + 1
 
 
 @pytest.mark.slow
