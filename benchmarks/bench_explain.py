@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_parse import generate  # noqa: E402
 
-import kistrules.explain as explain_module  # noqa: E402
+import kistrules.counterfactuals as counterfactuals_module  # noqa: E402
 from kistrules.api import loads  # noqa: E402
 from kistrules.explain import explain_trace, to_jsonable  # noqa: E402
 
@@ -55,9 +55,9 @@ def regions(scorer, n: int, seed: int) -> dict[str, torch.Tensor]:
 def _full_rescore_verifier(scorer, raw):
     """The previous verifier: re-score the region with every rule to read one rule's output."""
 
-    def fires(rule: int, prop: str, value: float) -> bool:
+    def fires(rule: int, changes) -> bool:
         table = {
-            p: torch.tensor([value if p == prop else raw[p]], dtype=torch.float64)
+            p: torch.tensor([changes.get(p, raw[p])], dtype=torch.float64)
             for p in scorer.properties
         }
         with torch.no_grad():
@@ -70,13 +70,13 @@ def _full_rescore_verifier(scorer, raw):
 @contextlib.contextmanager
 def naive(scorer):
     """Swap in the previous approach: whole-rulebook re-scores, term lookup by scanning."""
-    saved = explain_module._verifier
-    explain_module._verifier = _full_rescore_verifier
+    saved = counterfactuals_module.verifier
+    counterfactuals_module.verifier = _full_rescore_verifier
     scorer.rule_terms = lambda rule: [t for t in scorer.terms if t.rule == rule]
     try:
         yield
     finally:
-        explain_module._verifier = saved
+        counterfactuals_module.verifier = saved
         del scorer.rule_terms
 
 

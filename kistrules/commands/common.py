@@ -8,6 +8,7 @@ read-only --out folder or a full disk is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -20,6 +21,21 @@ from kist_train.config import MASK_THRESHOLD_HELP, check_mask_threshold
 from kistrules.errors import KistrulesError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Width of text written to a pipe or a file: no line is ever cut or wrapped there.
+UNWRAPPED = 1_000_000
+
+
+def stdout_console() -> Console:
+    """rich on stdout: fitted to a terminal's width, never cut when stdout is not a terminal.
+
+    rich takes 80 columns for a pipe and cuts what does not fit with "...": rule
+    names, table cells and suggestions lost their ends in `explain | less` or a
+    file. Piped, a table is as wide as its widest cell and a line as long as it is.
+    """
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(width=UNWRAPPED, highlight=False)
 
 
 def fail(message: str, *, code: int = 1) -> typer.Exit:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kist_train.config import DEVICE_HELP, MASK_THRESHOLD
-from kistrules.commands.common import MaskThreshold, one_line_errors, stderr
+from kistrules.commands.common import MaskThreshold, one_line_errors, stderr, stdout_console
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
 
@@ -130,8 +130,20 @@ def _short_cf(region, why_not: str | None) -> str:
     found = [r.counterfactual for r in rules if r.counterfactual is not None]
     if found:
         return min(found, key=lambda c: c.change).text
+    pairs = [r.pair_counterfactual for r in rules if r.pair_counterfactual is not None]
+    if pairs:
+        return min(pairs, key=lambda c: c.change).text
     reasons = [r.no_counterfactual_reason for r in rules if r.no_counterfactual_reason]
-    return reasons[0] if reasons and why_not is not None else "no single change fires a rule"
+    if reasons and why_not is not None:
+        return reasons[0]
+    return "no change of one or two properties fires a rule"
+
+
+def _limiting(rule) -> str:
+    """The limiting term; every term at 0 when several are (changing one cannot help)."""
+    if len(rule.zero_terms) > 1:
+        return f"{', '.join(rule.zero_terms)} (all 0)"
+    return rule.limiting_term
 
 
 def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
@@ -139,14 +151,17 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
     from kistrules.explain import grade_text
 
     table = Table(title=title, title_justify="left", header_style="bold")
+    # overflow="fold": on a narrow terminal a long rule name wraps, it is never cut.
     for column in ("id", "t", "bbox r0,c0,r1,c1", "px", "grade", ">= alpha", "fired"):
         table.add_column(
-            column, justify="right" if column in ("id", "t", "px", "grade") else "left"
+            column,
+            justify="right" if column in ("id", "t", "px", "grade") else "left",
+            overflow="fold",
         )
     if why_not is not None:
-        table.add_column(f"{why_not} output")
-        table.add_column("limiting term")
-    table.add_column("nearest change" if why_not is None else f"why not {why_not}")
+        table.add_column(f"{why_not} output", overflow="fold")
+        table.add_column("limiting term", overflow="fold")
+    table.add_column("nearest change" if why_not is None else f"why not {why_not}", overflow="fold")
     for region in result.regions:
         row = [
             str(region.id),
@@ -159,7 +174,7 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
         ]
         if why_not is not None:
             rule = next(r for r in region.rules if r.name == why_not)
-            row += [grade_text(rule.output, scorer.threshold), rule.limiting_term]
+            row += [grade_text(rule.output, scorer.threshold), _limiting(rule)]
         row.append(_short_cf(region, why_not))
         table.add_row(*[escape(c) for c in row])
     console.print(table)
@@ -185,7 +200,7 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
     console.print(f"[bold]region {region.id}[/]: {escape(props)}", highlight=False)
     detail = Table(show_header=True, header_style="dim", box=None, padding=(0, 2))
     for column in ("rule", "term", "truth", "rule output", "limiting"):
-        detail.add_column(column)
+        detail.add_column(column, overflow="fold")
     notes = []
     terms_of: dict[str, list] = {}
     for term in region.terms:  # grouped once: a scan per rule was quadratic in rules
@@ -194,6 +209,7 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
         if why_not is not None and rule.name != why_not:
             continue
         terms = terms_of.get(rule.name, [])
+        zeros = set(rule.zero_terms) if len(rule.zero_terms) > 1 else set()
         for i, term in enumerate(terms):
             output = grade_text(rule.output, alpha) + (
                 " >= alpha" if rule.reaches_threshold else ""
@@ -203,14 +219,26 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
                 escape(term.term),
                 f"{term.truth:.3f}",
                 output if i == 0 else "",
-                "<- limiting" if term.term == rule.limiting_term else "",
+                "<- limiting"
+                if term.term == rule.limiting_term
+                else "<- also 0"
+                if term.term in zeros
+                else "",
             )
         if not rule.reaches_threshold:
-            cf = rule.counterfactual.text if rule.counterfactual else rule.no_counterfactual_reason
-            notes.append(f"  why not {rule.name}: {cf}")
+            notes.append(f"  why not {rule.name}: {_why_not(rule)}")
     console.print(detail)
     for note in notes:
         console.print(escape(note), highlight=False)
+
+
+def _why_not(rule) -> str:
+    """The change that would make a missed rule fire, or why there is none."""
+    if rule.counterfactual is not None:
+        return rule.counterfactual.text
+    if rule.pair_counterfactual is not None:
+        return f"{rule.no_counterfactual_reason}; {rule.pair_counterfactual.text}"
+    return rule.no_counterfactual_reason or ""
 
 
 def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:
@@ -253,8 +281,6 @@ def explain_command(
     mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Show an image's regions, what they measure, which rule fired and why others did not."""
-    from rich.console import Console
-
     with one_line_errors():
         if out is not None:  # before any work: never over an input or a user's file
             _check_png_out(out, [image, rulebook, mask, residual], command="explain")
@@ -283,7 +309,7 @@ def explain_command(
         else:
             title = f"{image.name}: regions from {result.source}"
             print_explanation(
-                Console(), scorer, result, verbose=verbose, why_not=focus, title=title
+                stdout_console(), scorer, result, verbose=verbose, why_not=focus, title=title
             )
         if out is not None:
             from kistrules.overlay import write_overlay
@@ -325,9 +351,7 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of data and training.")] = 0,
 ) -> None:
     """Make a small defect data set, train baseline and KIST on the CPU, and compare them."""
-    from rich.console import Console
-
     from kist_train.demo import run_demo
 
     with one_line_errors():
-        run_demo(out, fast=fast, seed=seed, console=Console())
+        run_demo(out, fast=fast, seed=seed, console=stdout_console())
