@@ -8,7 +8,8 @@ Workload: the generated rulebooks of `bench_parse.py` (AND / OR / NOT, hedges,
 `--regions` seeded regions with raw values over [0, 1.2] x gamma, scored with
 a trace; the timed step is `explain_trace` with counterfactuals, i.e. what
 `kistrules explain` does after measuring: for every rule a region misses, the
-nearest single-property change, verified with the float32 scorer.
+nearest single-property change, else the smallest change of two properties,
+verified with the float32 scorer.
 
 naive = the previous approach, measured in the same run on `--naive-rules`:
 each candidate verified by re-scoring the region with the *whole* rulebook,
@@ -107,11 +108,14 @@ def main() -> None:
         wall, cpu, out = explain_once(scorer, raw)
         missed = sum(not r.reaches_threshold for e in out for r in e.rules)
         found = sum(r.counterfactual is not None for e in out for r in e.rules)
+        pairs = sum(
+            getattr(r, "pair_counterfactual", None) is not None for e in out for r in e.rules
+        )
         rows.append((count, wall, cpu, missed, found))
         print(
             f"{count:>6} rules, {args.regions} regions: explain {wall:7.2f} s wall, "
-            f"{cpu:7.2f} s CPU; {missed} missed rules, {found} counterfactuals "
-            f"({1e3 * wall / max(missed, 1):.2f} ms per missed rule)",
+            f"{cpu:7.2f} s CPU; {missed} missed rules, {found} counterfactuals, {pairs} of two "
+            f"properties ({1e3 * wall / max(missed, 1):.2f} ms per missed rule)",
             flush=True,
         )
         if count == args.naive_rules and not args.no_naive:

@@ -238,9 +238,10 @@ def _build(
 
         scorer = compile_rulebook(resolve(rulebook), device=run.device)
         report.rule_names = tuple(scorer.rule_names)
-        report.sets_plot = Picture.of(
-            render_sets(resolve(rulebook)), "membership functions the rules use"
-        )
+        if scorer.rule_names:  # render_sets refuses a rulebook without rules
+            report.sets_plot = Picture.of(
+                render_sets(resolve(rulebook)), "membership functions the rules use"
+            )
     if data_dir is None:
         return report
 

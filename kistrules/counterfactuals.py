@@ -30,6 +30,7 @@ whose other regions are all below 0.004.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ class PairCounterfactual:
 # --- level sets of a condition ----------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _term_set(
+    mf: Any, hedges: tuple[str, ...], negated: bool, level: float, strict: bool
+) -> IntervalSet:
+    """`level_set`, kept: every region asks each rule's terms at the same few levels
+    (alpha / TV and its complement), and a pair asks them once per piece. Bounded."""
+    return level_set(mf, hedges, negated, level, strict)
+
+
 def satisfying_set(
     condition: Any,
     infos: Sequence[Any],
@@ -116,7 +126,7 @@ def satisfying_set(
         if isinstance(node, Term):
             info = infos[next(counter)]
             if info.property == prop:
-                return level_set(info.mf, info.hedges, info.negated, level, strict)
+                return _term_set(info.mf, info.hedges, info.negated, level, strict)
             # A term on another property is a constant: all of [0, 1] or nothing.
             truth = term_truth(info.mf, info.hedges, info.negated, values[info.property])
             ok = truth > level if strict else truth >= level
@@ -148,7 +158,7 @@ def breakpoints(condition: Any, infos: Sequence[Any], prop: str, level: float) -
         if isinstance(node, Term):
             info = infos[next(counter)]
             if info.property == prop:
-                for interval in level_set(info.mf, info.hedges, info.negated, level, strict):
+                for interval in _term_set(info.mf, info.hedges, info.negated, level, strict):
                     ends.update((interval.lo, interval.hi))
         elif isinstance(node, Not):
             walk(node.operand, 1.0 - level, not strict)

@@ -198,6 +198,41 @@ def test_a_faint_rim_makes_no_regions_unless_the_threshold_says(files, tmp_path:
     assert sum(r["pixel_count"] for r in loose) == int(mask.sum() + rim.sum()) + 1
 
 
+LONG = "dark_blob_" + "with_a_name_an_inspector_wrote_out_in_full_" * 3  # 138 characters
+
+
+def test_piped_text_is_never_cut(files, tmp_path: Path):
+    """Not a terminal (CliRunner, like `| less` or `> file`): every name and suggestion whole."""
+    rules = tmp_path / "long.rules"
+    rules.write_text(RULES.replace("dark_blob", LONG))
+    assert len(LONG) > 120
+    result = run(files["image"], "-r", rules, "--mask", files["mask"], "-v", "--why-not", LONG)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "..." not in result.output
+    lines = result.output.splitlines()
+    assert any(f"why not {LONG}" in line for line in lines)  # the column header, whole
+    assert any(line.strip().startswith(LONG) for line in lines)  # the --verbose rule row
+    assert f"darkness >= 38 would make {LONG} fire" in result.output  # on one line
+    assert max(len(line) for line in lines) > 200  # wider than any terminal default
+
+
+def test_a_narrow_terminal_wraps_long_names_instead_of_cutting_them(files, tmp_path: Path):
+    from rich.console import Console
+
+    from kistrules.commands.explain import print_explanation, run_explain
+
+    rules = tmp_path / "long.rules"
+    rules.write_text(RULES.replace("dark_blob", LONG))
+    scorer, result = run_explain(files["image"], rules, mask=files["mask"], device="cpu")
+    console = Console(width=60, force_terminal=True, color_system=None, record=True)
+    print_explanation(console, scorer, result, verbose=True, why_not=LONG, title="t")
+    text = console.export_text()
+    assert "…" not in text
+    # Folded at the cell edge, the name's characters are all there, in order.
+    letters = "".join(ch for ch in text if ch.isalnum() or ch == "_")
+    assert LONG in letters
+
+
 @pytest.mark.slow
 def test_model_source_agrees_with_pseudo_labelling(fast_demo):
     """`--model` on a test image of the demo: the JSON equals label_regions on the same input."""
