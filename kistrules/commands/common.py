@@ -32,6 +32,8 @@ def stdout_console() -> Console:
     rich takes 80 columns for a pipe and cuts what does not fit with "...": rule
     names, table cells and suggestions lost their ends in `explain | less` or a
     file. Piped, a table is as wide as its widest cell and a line as long as it is.
+    For tables and lines of text only: a rule or an expanding panel would span
+    the whole UNWRAPPED width.
     """
     if sys.stdout.isatty():
         return Console(highlight=False)
