@@ -56,6 +56,8 @@ OUTLINE_PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 NONE_COLOUR = (255, 255, 255)  # white: not a gray of the tile, with the black halo
 HALO = (0, 0, 0)
+# Crowded grade-0 specks: blended towards a mid gray, meant to recede, not to be read.
+FAINT_COLOUR = (170, 170, 170)
 TAG_TEXT = (255, 255, 255)
 TAG_FILL = (0, 0, 0)
 TAG_GAP = 3  # px between a tag and its region's box
@@ -178,7 +180,8 @@ def draw_overlay(
         if tag.leader is not None:
             draw.line(tag.leader, fill=tag.colour, width=1)
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=TAG_FILL, outline=tag.colour, width=2)
-        draw.text((x0 + 4, y0 + 2), tag.text, fill=TAG_TEXT, font=tag_font)
+        left, top, _, _ = draw.textbbox((0, 0), tag.text, font=tag_font)
+        draw.text((x0 + 4 - left, y0 + 3 - top), tag.text, fill=TAG_TEXT, font=tag_font)
     return _with_key(picture, regions, rule_names, colours, pseudo_label is not None, alpha, title)
 
 
@@ -240,7 +243,7 @@ def _outline(canvas, region, factor, shape, thickness, colours, faint) -> None:
         edge |= find_boundaries(big & ~edge, mode="inner")
     view = canvas[top * factor : bottom * factor, left * factor : right * factor]
     if faint:
-        view[edge] = (0.6 * view[edge] + 0.4 * np.array(NONE_COLOUR)).astype(np.uint8)
+        view[edge] = (0.6 * view[edge] + 0.4 * np.array(FAINT_COLOUR)).astype(np.uint8)
         return
     # A black line on each side of the colour: one pixel out of the region, one in.
     halo = ndimage.binary_dilation(edge, structure=np.ones((3, 3), bool)) & ~edge

@@ -164,3 +164,28 @@ def test_a_tag_far_from_its_region_gets_a_leader_line():
             bx, by, tx, ty = tag.leader
             assert x0 <= bx < x1 and y0 <= by < y1  # from the tag ...
             assert rx0 <= tx <= rx1 and ry0 <= ty <= ry1  # ... to its region's box
+
+
+@pytest.mark.parametrize("side", [30, 100, 300])  # tag fonts 15, 13 and 13 px
+def test_a_tag_holds_its_whole_text(side: int):
+    image = np.full((side, side), 128.0)
+    mask = np.zeros((side, side), bool)
+    mask[side // 2 : side // 2 + 3, side // 2 : side // 2 + 3] = True
+    region = RegionMark(70, mask, "a", 0.9)
+    picture = np.asarray(draw_overlay(image, [region], rule_names=["a"]))
+    factor = int(np.ceil(448 / side))
+    scratch = ImageDraw.Draw(Image.new("RGB", (side * factor, side * factor)))
+    tag_font = font(max(13, min(18, factor * 3)))
+    box = (side // 2, side // 2, side // 2 + 3, side // 2 + 3)
+    (tag,) = layout_tags([(region, box)], rule_colours(["a"]), factor, (side * factor,) * 2,
+                         scratch, tag_font)  # fmt: skip
+    x0, y0, x1, y1 = tag.box
+    near = picture[max(y0 - 4, 0) : y1 + 4, max(x0 - 4, 0) : x1 + 4]
+    white = (near > 180).all(axis=2)  # the text (rule a's frame is orange, the tile 128)
+    rows, cols = np.nonzero(white)
+    rows, cols = rows + max(y0 - 4, 0), cols + max(x0 - 4, 0)
+    assert rows.size
+    assert rows.min() >= y0 + 2 and rows.max() < y1 - 2  # inside the frame, not cut
+    assert cols.min() >= x0 + 2 and cols.max() < x1 - 2
+    _, top, _, bottom = scratch.textbbox((0, 0), "70", font=tag_font)
+    assert rows.max() - rows.min() + 1 >= (bottom - top) - 2  # the glyphs' full height
