@@ -228,7 +228,8 @@ def _panel(
     for term in terms:
         colour = colours[term.phrase]
         draw.rectangle((x0, legend_y + 5, x0 + 18, legend_y + 9), fill=colour)
-        draw.text((x0 + 26, legend_y), f"{term.phrase} = {_formula(term)}", fill=TEXT, font=small)
+        name = f"{term.phrase} = {_formula(term)}" if term.hedges or term.negated else term.phrase
+        draw.text((x0 + 26, legend_y), name, fill=TEXT, font=small)
         draw.text((x0 + 26, legend_y + 13), _legend_label(term), fill=(90, 90, 90), font=small)
         legend_y += LEGEND_ROW
     for curve, first in thin:
