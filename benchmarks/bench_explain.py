@@ -56,14 +56,14 @@ def regions(scorer, n: int, seed: int) -> dict[str, torch.Tensor]:
 def _full_rescore_verifier(scorer, raw):
     """The previous verifier: re-score the region with every rule to read one rule's output."""
 
-    def fires(rule: int, changes) -> bool:
+    def fires(rule: int, rows) -> list[bool]:
         table = {
-            p: torch.tensor([changes.get(p, raw[p])], dtype=torch.float64)
+            p: torch.tensor([row.get(p, raw[p]) for row in rows], dtype=torch.float64)
             for p in scorer.properties
         }
         with torch.no_grad():
             out = scorer(table)
-        return bool(out.rules[0, rule] >= scorer.threshold)
+        return (out.rules[:, rule] >= scorer.threshold).tolist()
 
     return fires
 

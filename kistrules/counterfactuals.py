@@ -46,8 +46,9 @@ from kistrules.intervals import IntervalSet, level_set, term_truth
 # alpha. The nudge is capped at half the interval's width (never leaves it).
 NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
 
-# (rule, {property: raw value}) -> does the rule reach alpha with those values?
-Verify = Callable[[int, Mapping[str, float]], bool]
+# (rule, rows of {property: raw value}) -> does the rule reach alpha with each row's
+# values (the region's own values elsewhere)? One call scores all the rows at once.
+Verify = Callable[[int, Sequence[Mapping[str, float]]], list[bool]]
 
 
 @dataclass(frozen=True)
@@ -341,8 +342,9 @@ def counterfactuals(
         rule_index: the rule, in rulebook order.
         standardised: v' of every used property for this region (from the trace).
         raw: the raw values (to report the change from).
-        verify: optional check `(rule, {property: raw value}) -> fires?` with the
-            scorer; a suggestion the float32 scorer does not confirm is nudged further in.
+        verify: optional check `(rule, [{property: raw value}, ...]) -> [fires?]` with
+            the scorer; a suggestion the float32 scorer does not confirm is nudged
+            further in. Every property's suggestion is checked in one call.
         seen: property -> (min, max) raw value on the image's other regions, of
             which there are `others`; a suggestion outside it says so.
 
@@ -357,21 +359,25 @@ def counterfactuals(
         return [], f"TV {tv:g} is below the threshold {alpha:g}: {name} can never fire"
     condition = scorer.resolved.rules[rule_index].condition
     infos = scorer.rule_terms(rule_index)
-    found: list[Counterfactual] = []
-    for prop, gamma in _gammas(infos).items():
+    gammas = _gammas(infos)
+    targets = []  # (property, its satisfying set, nearest point, the nudged tries)
+    for prop in gammas:
         current = float(standardised[prop])
         sat = satisfying_set(condition, infos, prop, standardised, level)
         target = sat.nearest(current) if not math.isnan(current) else None
-        if target is None:
+        if target is not None:
+            tries = [_nudged(target, sat, current, nudge) for nudge in NUDGES]
+            targets.append((prop, sat, target, tries))
+    confirmed = _confirm(
+        verify,
+        rule_index,
+        [[{prop: _raw(x, gammas[prop])} for x in tries] for prop, _, _, tries in targets],
+    )
+    found: list[Counterfactual] = []
+    for (prop, sat, target, tries), which in zip(targets, confirmed, strict=True):
+        if which is None:
             continue
-        chosen = None
-        for nudge in NUDGES:
-            candidate = _nudged(target, sat, current, nudge)
-            if verify is None or verify(rule_index, {prop: _raw(candidate, gamma)}):
-                chosen = candidate
-                break
-        if chosen is None:
-            continue
+        gamma, current, chosen = gammas[prop], float(standardised[prop]), tries[which]
         sat_raw = _raw_intervals(sat, gamma)
         raw_to = _raw(chosen, gamma)
         seen_range, outside = _seen(seen, prop, raw_to)
@@ -398,6 +404,25 @@ def counterfactuals(
     if not found:
         return [], f"no change of one property alone makes {name} reach {alpha:g}"
     return found, None
+
+
+def _confirm(
+    verify: Verify | None, rule_index: int, trials: Sequence[Sequence[Mapping[str, float]]]
+) -> list[int | None]:
+    """For each trial (a suggestion, then the same nudged further in), the first row the
+    scorer confirms, or None. The first rows of all trials go in one call; a trial whose
+    first row fails has its other rows in one more."""
+    if verify is None or not trials:
+        return [0] * len(trials)
+    first = verify(rule_index, [rows[0] for rows in trials])
+    out: list[int | None] = []
+    for rows, ok in zip(trials, first, strict=True):
+        if ok:
+            out.append(0)
+            continue
+        rest = verify(rule_index, rows[1:]) if len(rows) > 1 else []
+        out.append(next((i + 1 for i, fires in enumerate(rest) if fires), None))
+    return out
 
 
 def _nudged(target: float, sat: IntervalSet, current: float, nudge: float) -> float:
@@ -434,13 +459,18 @@ def _pair_candidates(
     props: Sequence[str],
     standardised: Mapping[str, float],
     level: float,
+    *,
+    prune: bool = True,
 ) -> list[_PairCandidate]:
     """For each pair of properties, its exact smallest L1 change (cheapest first).
 
     q runs over the pieces of its breakpoints nearest first; once a piece is
-    farther than the best total found, no later piece of q can beat it.
+    farther than the best total found, no later piece of q can beat it. With
+    `prune`, "the best found" spans the pairs already done, so a pair that cannot
+    beat an earlier one yields no candidate (the overall best is still exact).
     """
     out: list[_PairCandidate] = []
+    bound = math.inf
     for i, p in enumerate(props):
         for q in props[i + 1 :]:
             cp, cq = float(standardised[p]), float(standardised[q])
@@ -454,7 +484,7 @@ def _pair_candidates(
                 dq = abs(q_to - cq)
                 if dq == 0.0:  # q unchanged: a change of p alone, which found none
                     continue
-                if best is not None and dq >= best.cost:
+                if dq >= (best.cost if best is not None else bound):
                     break
                 values = dict(standardised)
                 values[q] = piece.inside
@@ -465,6 +495,8 @@ def _pair_candidates(
                 cost = dq + abs(p_to - cp)
                 if best is None or cost < best.cost:
                     best = _PairCandidate(cost, p, q, sat, p_to, piece, q_to)
+                if best is not None and prune:
+                    bound = min(bound, best.cost)
             if best is not None:
                 out.append(best)
     out.sort(key=lambda c: c.cost)
@@ -495,17 +527,25 @@ def pair_counterfactual(
     infos = scorer.rule_terms(rule_index)
     gammas = _gammas(infos)
     props = [p for p in gammas if not math.isnan(float(standardised[p]))]
-    for candidate in _pair_candidates(condition, infos, props, standardised, level):
+    # The exact best first; should the scorer confirm none of those, every pair's best.
+    pruned = _pair_candidates(condition, infos, props, standardised, level)
+    for candidate in _chain(
+        pruned, lambda: _pair_candidates(condition, infos, props, standardised, level, prune=False)
+    ):
         p, q = candidate.p, candidate.q
         cp, cq = float(standardised[p]), float(standardised[q])
-        for nudge in NUDGES:
-            p_to = _nudged(candidate.p_target, candidate.p_set, cp, nudge)
-            q_to = candidate.q_piece.nudged(candidate.q_target, cq, nudge)
-            moved = {p: _raw(p_to, gammas[p]), q: _raw(q_to, gammas[q])}
-            if verify is None or verify(rule_index, moved):
-                break
-        else:
+        tries = [
+            (
+                _nudged(candidate.p_target, candidate.p_set, cp, nudge),
+                candidate.q_piece.nudged(candidate.q_target, cq, nudge),
+            )
+            for nudge in NUDGES
+        ]
+        rows = [{p: _raw(x, gammas[p]), q: _raw(y, gammas[q])} for x, y in tries]
+        (which,) = _confirm(verify, rule_index, [rows])
+        if which is None:
             continue  # the float32 scorer confirms no nudge of this pair: try the next
+        p_to, q_to = tries[which]
         q_set = satisfying_set(condition, infos, q, {**standardised, p: p_to}, level)
         changes = []
         phrases = []
@@ -538,11 +578,17 @@ def pair_counterfactual(
     return None
 
 
+def _chain(first: Sequence[Any], then: Callable[[], Sequence[Any]]) -> Iterator[Any]:
+    """`first`, then `then()` (computed only if `first` did not end the loop)."""
+    yield from first
+    yield from (c for c in then() if c not in first)
+
+
 # --- verification with the scorer ------------------------------------------------------
 
 
 def verifier(scorer: Any, raw: Mapping[str, float]) -> Verify:
-    """Re-score the region with some properties replaced: does that rule reach alpha?
+    """Re-score the region with some properties replaced, once per row: does the rule fire?
 
     Only the rule asked about is re-scored (`Scorer.rule_scorer`, bit-identical to
     its column of the whole scorer): re-scoring every rule once per rule made
@@ -550,13 +596,14 @@ def verifier(scorer: Any, raw: Mapping[str, float]) -> Verify:
     """
     import torch
 
-    def fires(rule: int, changes: Mapping[str, float]) -> bool:
+    def fires(rule: int, rows: Sequence[Mapping[str, float]]) -> list[bool]:
         one = scorer.rule_scorer(rule)
         table = {
-            p: torch.tensor([changes.get(p, raw[p])], dtype=torch.float64) for p in one.properties
+            p: torch.tensor([row.get(p, raw[p]) for row in rows], dtype=torch.float64)
+            for p in one.properties
         }
         with torch.no_grad():
             out = one(table)
-        return bool(out.rules[0, 0] >= scorer.threshold)
+        return (out.rules[:, 0] >= scorer.threshold).tolist()
 
     return fires
