@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kist_train.config import MASK_THRESHOLD
 from kist_train.pseudo_labels import confusion, precision_recall, upsample_mask
 from kistrules.ast import ANY_CLASS
 
@@ -269,12 +270,14 @@ def audit_rulebook(
     batch_size: int = 16,
     phase: str | None = None,
     grid: bool = False,
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> AuditReport:
     """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
 
     `phase` picks a checkpoint (e.g. "update_2") instead of the last one: auditing
     every phase shows how the labels a rulebook would give evolve over the iterations.
-    `grid` compares on the working grid instead of at the masks' resolution.
+    `grid` compares on the working grid instead of at the masks' resolution;
+    `mask_threshold` binarises the masks (`kist_train.data.read_mask`).
     """
     from kist_train.data import load_dataset
     from kist_train.predict import load_run
@@ -291,7 +294,7 @@ def audit_rulebook(
     return audit_scorer(
         run,
         scorer,
-        load_dataset(data_dir),
+        load_dataset(data_dir, mask_threshold=mask_threshold),
         rulebook=str(rulebook_path),
         text=rulebook_path.read_text(encoding="utf-8"),
         batch_size=batch_size,

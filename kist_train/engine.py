@@ -131,7 +131,7 @@ def _load_data(config: TrainConfig, device: torch.device, console) -> tuple[_Dat
 
     from kist_train.data import load_dataset, original_sizes, working_tensor
 
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, mask_threshold=config.mask_threshold)
     items = dataset.train_good + dataset.train_anomalous
     if config.workers > 0:
         # Decoding in threads trades memory (all originals at once) for speed.
