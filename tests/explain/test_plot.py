@@ -142,7 +142,7 @@ def test_plot_of_a_rulebook_without_rules_is_an_error_not_a_blank_png(tmp_path: 
     rules.write_text('rulebook "nothing yet"\nscale gray = 200\n')
     out = tmp_path / "sets.png"
     result = CliRunner().invoke(app, ["plot", str(rules), "--out", str(out)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "has no rules" in lines[0] and "empty.rules" in lines[0]
     assert not out.exists()
