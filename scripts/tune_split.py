@@ -34,7 +34,9 @@ COUNTS = (5, 10, None)  # None: the whole half
 
 
 def halves(data: Path, out: Path) -> dict[str, Path]:
-    """Two mask folders of symbolic links, laid out like DATA/ground_truth."""
+    """Two mask folders of symbolic links, laid out like DATA/ground_truth; and beside
+    them OUT/data_A, OUT/data_B: views of the data set whose test anomalies are one half
+    (`kistrules evaluate --data OUT/data_B` scores a KIST run on half B only)."""
     by_defect: dict[str, list] = {}
     for item in load_dataset(data).require_test():
         if item.is_anomalous:
@@ -47,6 +49,20 @@ def halves(data: Path, out: Path) -> dict[str, Path]:
             link = folder / f"{item.path.stem}{MASK_SUFFIX}"
             if not link.exists():
                 link.symlink_to(item.mask_path.resolve())
+            view = out / f"data_{'AB'[index % 2]}"
+            for target, source in (
+                (view / "test" / defect / item.path.name, item.path),
+                (view / "ground_truth" / defect / link.name, item.mask_path),
+            ):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    target.symlink_to(source.resolve())
+    for half in "AB":
+        view = out / f"data_{half}"
+        for shared in ("train", "test/good"):
+            if not (view / shared).exists() and (data / shared).exists():
+                (view / shared).parent.mkdir(parents=True, exist_ok=True)
+                (view / shared).symlink_to((data / shared).resolve(), target_is_directory=True)
     return folders
 
 

@@ -17,13 +17,13 @@ same bit for bit; the tests check it against the compiled scorer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from kistrules import membership
-from kistrules.ast import And, Not, Or, Rulebook, ScaleDef, Term
+from kistrules.ast import And, Not, Rulebook, ScaleDef, Term
 from kistrules.resolve import find_set_def, resolve
 from kistrules.tuning.parameters import Tunable
 
@@ -79,15 +79,8 @@ class CandidateScorer:
             p: slot(scale_defs.get(p), 0, resolved.scales[p]) for p in resolved.properties
         }
         defined = rulebook.sets
-        self._terms: dict[tuple, _TermCode] = {}
-        self._programs = []
-        for rule in resolved.rules:
-            self._programs.append(self._build(rule.condition, rulebook, defined, resolved, slot))
-        self._truth = [float(rule.truth_value) for rule in resolved.rules]
-        self.threshold = float(resolved.threshold)  # the search sweeps it; grades do not use it
 
-    def _build(self, condition, rulebook, defined, resolved, slot):
-        if isinstance(condition, Term):
+        def term(condition: Term) -> _TermCode:
             prop, name = condition.property.name, condition.set.name
             mf = resolved.sets[(prop, name)]
             definition = find_set_def(rulebook, prop, name, defined=defined)
@@ -96,15 +89,14 @@ class CandidateScorer:
                 for i, value in enumerate(mf.params)
             )
             exponent = membership.hedge_exponent(h.name for h in condition.hedges)
-            code = _TermCode(prop, mf.function, params, exponent, condition.negated)
-            key = (prop, mf.function, params, exponent, condition.negated)
-            self._terms.setdefault(key, code)
-            return ("term", key)
-        if isinstance(condition, Not):
-            return ("not", self._build(condition.operand, rulebook, defined, resolved, slot))
-        op = "and" if isinstance(condition, And) else "or"
-        assert isinstance(condition, And | Or)
-        return (op, [self._build(o, rulebook, defined, resolved, slot) for o in condition.operands])
+            return _TermCode(prop, mf.function, params, exponent, condition.negated)
+
+        self._programs = [_program(rule.condition, term) for rule in resolved.rules]
+        self._terms = tuple(
+            dict.fromkeys(c for p in self._programs for c in _codes(p))
+        )  # each distinct term once
+        self._truth = [float(rule.truth_value) for rule in resolved.rules]
+        self.threshold = float(resolved.threshold)  # the search sweeps it; grades do not use it
 
     # --- evaluation -------------------------------------------------------------------
 
@@ -129,10 +121,10 @@ class CandidateScorer:
     def _grade(self, raw: dict[str, torch.Tensor], values: torch.Tensor) -> torch.Tensor:
         standardised = {p: self._standardise(raw[p], self._scales[p], values) for p in raw}
         missing = {p: torch.isnan(raw[p]) for p in raw}
-        cache: dict[tuple, torch.Tensor] = {}
-        for key, code in self._terms.items():
+        cache: dict[_TermCode, torch.Tensor] = {}
+        for code in self._terms:
             prop = code.property
-            cache[key] = self._term(code, standardised[prop], missing[prop], values)
+            cache[code] = self._term(code, standardised[prop], missing[prop], values)
         grade = None
         for program, truth in zip(self._programs, self._truth, strict=True):
             rule = _evaluate(program, cache)
@@ -192,7 +184,28 @@ def _raw(values) -> torch.Tensor:
     return tensor.reshape(-1).cpu()
 
 
-def _evaluate(program, cache: dict[tuple, torch.Tensor]) -> torch.Tensor:
+def _program(condition, term: Callable[[Term], _TermCode]):
+    """A condition as nested tuples: ("term", code), ("not", p), ("and" | "or", [p, ...])."""
+    if isinstance(condition, Term):
+        return ("term", term(condition))
+    if isinstance(condition, Not):
+        return ("not", _program(condition.operand, term))
+    op = "and" if isinstance(condition, And) else "or"
+    return (op, [_program(operand, term) for operand in condition.operands])
+
+
+def _codes(program):
+    kind, body = program
+    if kind == "term":
+        yield body
+    elif kind == "not":
+        yield from _codes(body)
+    else:
+        for operand in body:
+            yield from _codes(operand)
+
+
+def _evaluate(program, cache: dict[_TermCode, torch.Tensor]) -> torch.Tensor:
     kind, body = program
     if kind == "term":
         return cache[body]

@@ -204,6 +204,34 @@ def label_counts(
     return tp, fp
 
 
+def labelled_groups(evidence: LabelEvidence, fired: torch.Tensor) -> torch.Tensor:
+    """(G, K) bool: the pixel groups labelled when the regions of each column of `fired`
+    (N, K) bool fire (a group is labelled when any region of its chain fires)."""
+    fired = fired.reshape(evidence.regions, -1)
+    padded = torch.cat([fired, fired.new_zeros((1, fired.shape[1]))])  # index -1: never fires
+    return padded[evidence.chains].any(1)
+
+
+def union_counts(
+    evidence: LabelEvidence, fired: torch.Tensor, *, skip: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K,) mask and non-mask pixels labelled by each column of `fired` (N, K) bool, as the
+    audit counts them (union over thresholds); groups where `skip` (G,) is True are left
+    out (already labelled)."""
+    depth = max(evidence.chains.shape[1], 1)
+    step = max(1, CHUNK_ELEMENTS // max(evidence.chains.shape[0] * depth, 1))
+    pos, neg = [], []
+    for start in range(0, fired.shape[1], step):
+        groups = labelled_groups(evidence, fired[:, start : start + step]).double()
+        if skip is not None:
+            groups[skip] = 0.0
+        pos.append(evidence.positive @ groups)
+        neg.append(evidence.negative @ groups)
+    if not pos:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    return torch.cat(pos), torch.cat(neg)
+
+
 def region_weights(evidence: LabelEvidence) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) mask and non-mask pixels inside each region (each region's own overlap)."""
     pos = torch.zeros(evidence.regions, dtype=torch.float64)

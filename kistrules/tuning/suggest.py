@@ -2,11 +2,12 @@
 
 A shallow tree grown greedily over the region properties, one branch per
 rule: starting from every residual region, add the cut (`darkness >= 0.35`,
-`pixels <= 0.6` in standardised units) that makes the regions left the most
-precise (mask pixels over all pixels, each region counted with its own pixels),
-as long as they still hold `min_recall` of the mask pixels, up to `depth` cuts;
-the regions the rule labels are then set aside and the next rule is grown on
-the rest (sequential covering), up to `max_rules` rules.
+`pixels <= 0.6` in standardised units) whose labels are the most precise
+(counted as the audit counts them: the union of the fired regions' pixels
+against the masks), as long as they still hold `min_recall` of the mask
+pixels, up to `depth` cuts; the pixels the rule labels are then set aside and
+the next rule is grown on the rest (sequential covering), up to `max_rules`
+rules.
 
 Each rule is written in the language, its cuts as nearly crisp sets
 (`trapezoid(q - 0.05, q, 1, 1)`: 1 from q on, 0.8 from q - 0.01), and
@@ -29,13 +30,19 @@ from kistrules.builtins import PROPERTIES
 from kistrules.compiler import compile_rulebook
 from kistrules.formatter import format_source
 from kistrules.resolve import resolve
-from kistrules.tuning.evidence import LabelEvidence, label_counts, region_weights
+from kistrules.tuning.evidence import (
+    LabelEvidence,
+    label_counts,
+    labelled_groups,
+    union_counts,
+)
 from kistrules.tuning.parameters import number_text
 from kistrules.tuning.protocol import fold_images
 from kistrules.tuning.search import Figures
 
 CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 EDGE = 0.05  # width of a cut's ramp, standardised units
+FIRES_WITHIN = 0.2 * EDGE  # a cut's set reaches 0.8 (alpha) this far before its value
 SCALE_QUANTILE = 0.9  # a data-derived scale: this quantile of the regions' values
 
 
@@ -114,7 +121,12 @@ def grow(
     depth: int = 2,
     min_recall: float = 0.05,
 ) -> list[tuple[Cut, ...]]:
-    """The suggested rules' cuts, grown greedily on `evidence`."""
+    """The suggested rules' cuts, grown greedily on `evidence`.
+
+    Every candidate is counted as the audit counts labels: the union over thresholds
+    of the regions it fires on (a cut fires where its set reaches 0.8), against the
+    mask pixels; a later rule counts only the pixels earlier rules left unlabelled.
+    """
     props = [p for p in scales if p in evidence.properties]
     if not props or evidence.regions == 0:
         return []
@@ -122,42 +134,55 @@ def grow(
         [(evidence.properties[p].double() / scales[p]).clamp(0.0, 1.0) for p in props], 1
     )  # (N, P); NaN stays NaN and satisfies no cut
     cuts = torch.tensor(CUTS, dtype=torch.float64)
-    above = standardised[:, :, None] >= cuts  # (N, P, Q)
-    below = standardised[:, :, None] <= cuts
+    above = standardised[:, :, None] >= cuts - FIRES_WITHIN  # (N, P, Q)
+    below = standardised[:, :, None] <= cuts + FIRES_WITHIN
     conditions = torch.cat([above, below], 2).reshape(evidence.regions, -1)  # (N, P * 2Q)
-    names = [
-        Cut(p, q, side) for p in props for side in (True, False) for q in CUTS
-    ]  # the order of `conditions`' columns
-    positive, negative = region_weights(evidence)
-    need = min_recall * float(positive.sum())
-    remaining = torch.ones(evidence.regions, dtype=torch.bool)
+    names = [Cut(p, q, side) for p in props for side in (True, False) for q in CUTS]
+    need = max(min_recall * evidence.total_positive, 1e-12)
+    done = torch.zeros(evidence.chains.shape[0], dtype=torch.bool)  # labelled by earlier rules
     rules: list[tuple[Cut, ...]] = []
+    fires: list[torch.Tensor] = []  # (N,) the regions each rule fires on
     for _ in range(max_rules):
         chosen: list[Cut] = []
-        inside = remaining.clone()
-        best_precision = _precision(positive[inside].sum(), negative[inside].sum())
+        inside = torch.ones((evidence.regions, 1), dtype=torch.bool)
+        pos, neg = union_counts(evidence, inside, skip=done)
+        best = _precision(pos, neg)[0]
         for _ in range(depth):
-            candidate = conditions & inside[:, None]
-            pos = positive @ candidate.double()
-            neg = negative @ candidate.double()
-            precision = torch.where(pos + neg > 0, pos / (pos + neg).clamp(min=1e-300), 0.0)
-            precision = torch.where(pos >= max(need, 1e-12), precision, -1.0)
-            index = int(torch.argmax(precision + 1e-9 * pos / max(float(positive.sum()), 1.0)))
-            if float(precision[index]) <= best_precision + 1e-9:
+            candidates = conditions & inside
+            pos, neg = union_counts(evidence, candidates, skip=done)
+            precision = torch.where(pos >= need, _precision(pos, neg), -1.0)
+            index = int(torch.argmax(precision + 1e-9 * pos / max(evidence.total_positive, 1.0)))
+            if float(precision[index]) <= float(best) + 1e-9:
                 break
             chosen.append(names[index])
-            inside = candidate[:, index]
-            best_precision = float(precision[index])
+            inside = candidates[:, index : index + 1]
+            best = precision[index]
         if not chosen:
             break
         rules.append(tuple(chosen))
-        remaining &= ~inside
-    return rules
+        done |= labelled_groups(evidence, inside)[:, 0]
+        fires.append(inside[:, 0])
+    return _without_redundant(evidence, rules, fires)
 
 
-def _precision(pos: torch.Tensor, neg: torch.Tensor) -> float:
-    total = float(pos + neg)
-    return float(pos) / total if total > 0 else 0.0
+def _without_redundant(
+    evidence: LabelEvidence, rules: list[tuple[Cut, ...]], fires: list[torch.Tensor]
+) -> list[tuple[Cut, ...]]:
+    """The rules, less each one whose labels the others already give (a later, wider
+    rule can cover an earlier one): a rule must add a pixel to be read."""
+    if not rules:
+        return rules
+    groups = labelled_groups(evidence, torch.stack(fires, 1))  # (G, R)
+    keep = list(range(len(rules)))
+    for index in range(len(rules)):
+        others = [k for k in keep if k != index]
+        if others and not (groups[:, index] & ~groups[:, others].any(1)).any():
+            keep.remove(index)
+    return [rules[k] for k in keep]
+
+
+def _precision(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    return torch.where(pos + neg > 0, pos / (pos + neg).clamp(min=1e-300), 0.0)
 
 
 def rulebook_text(

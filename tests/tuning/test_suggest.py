@@ -8,7 +8,7 @@ import torch
 from kistrules.api import diagnose, loads
 from kistrules.compiler import compile_rulebook
 from kistrules.resolve import resolve
-from kistrules.tuning.evidence import label_counts
+from kistrules.tuning.evidence import label_counts, labelled_groups, union_counts
 from kistrules.tuning.suggest import Cut, data_scales, grow, rulebook_text, suggest
 from tests.tuning import synthetic as syn
 
@@ -66,3 +66,25 @@ def test_no_rule_when_nothing_is_annotated(evidence):
     nothing = evidence.subset([0])
     empty = type(nothing)(**{**nothing.__dict__, "positive": torch.zeros_like(nothing.positive)})
     assert grow(empty, data_scales(empty), min_recall=0.05) == []
+
+
+def test_every_suggested_rule_adds_labels_of_its_own(evidence):
+    found = suggest(evidence, max_rules=3, folds=2)
+    book = loads(found.text)
+    scorer = compile_rulebook(resolve(book))
+    rules = scorer(evidence.properties).rules >= 0.8  # (N, R): where each rule fires
+    groups = labelled_groups(evidence, rules)
+    for r in range(rules.shape[1]):
+        others = [k for k in range(rules.shape[1]) if k != r]
+        assert (groups[:, r] & ~groups[:, others].any(1)).any() or not others
+
+
+def test_union_counts_are_label_counts_of_a_zero_one_grade(evidence):
+    fired = torch.rand((evidence.regions, 3), generator=torch.Generator().manual_seed(2)) < 0.3
+    pos, neg = union_counts(evidence, fired)
+    tp, fp = label_counts(evidence, fired.T.float(), torch.tensor([0.5]))
+    assert torch.equal(pos, tp[:, 0]) and torch.equal(neg, fp[:, 0])
+    skip = torch.zeros(evidence.chains.shape[0], dtype=torch.bool)
+    skip[::2] = True
+    pos_skip, _ = union_counts(evidence, fired, skip=skip)
+    assert (pos_skip <= pos).all()
