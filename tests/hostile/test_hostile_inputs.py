@@ -267,10 +267,15 @@ def b_inf_residual(tmp, world, mp):
 
 
 def b_mask_odd_values(tmp, world, mp):
+    """The blob at 100-200 of a maximum of 200, a faint rim and stray specks at 1-60 around it."""
+    from scipy import ndimage
+
     mask = np.asarray(Image.open(world.mask)) > 0
-    odd = np.where(
-        mask, np.array([130, 160, 200, 250])[np.arange(mask.size) % 4].reshape(mask.shape), 0
-    )
+    cycle = np.arange(mask.size).reshape(mask.shape) % 4
+    odd = np.where(mask, np.array([100, 128, 160, 200])[cycle], 0)
+    rim = ndimage.binary_dilation(mask) & ~mask
+    odd = np.where(rim, np.array([1, 7, 30, 60])[cycle], odd)
+    odd[0, 0] = odd[-1, -1] = 7
     return _explain(world, world.image, "--mask", str(_png(tmp / "odd_mask.png", odd)))
 
 
@@ -1514,9 +1519,11 @@ def test_hostile_input(case: Case, world: World, tmp_path: Path, monkeypatch) ->
 # --- beyond the table -------------------------------------------------------------------------
 
 
-def test_mask_values_other_than_255_mean_defect(world: World, tmp_path: Path) -> None:
-    """Decision: a mask is binarised at half its maximum (faint anti-aliased edges are not
-    defect). A 0/130/160/200/250 mask explains exactly as its 0/255 twin."""
+def test_mask_values_other_than_255_mean_defect_from_half_the_maximum(
+    world: World, tmp_path: Path
+) -> None:
+    """Decision (issue 17): a pixel is defect where it reaches half the mask's maximum. A
+    mask at 100-200 with a rim and specks at 1-60 explains exactly as its 0/255 twin."""
     args = b_mask_odd_values(tmp_path, world, None)
     odd = RUNNER.invoke(app, [*args, "--format", "json"])
     plain = RUNNER.invoke(
