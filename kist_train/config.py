@@ -29,7 +29,10 @@ MASK_THRESHOLD_HELP = (
 )
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in them.
-RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "checkpoint_minutes"})
+# (`device` and `channels_last` change float rounding, not what is computed.)
+RUNTIME_FIELDS = frozenset(
+    {"out", "device", "workers", "threads", "channels_last", "checkpoint_minutes"}
+)
 
 # The JSON types of each field's annotation, checked when a config is read back from a run.
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -132,6 +135,12 @@ class TrainConfig:
     # torch intra-op threads; 0 keeps torch's default. On a shared or oversubscribed CPU,
     # 1 can be several times faster than 2 (OpenMP threads spin waiting for each other).
     threads: int = _option(0, "torch CPU threads (0 = torch default; 1 on a busy machine).")
+    # The model's weights and activations in NHWC order: on a CPU oneDNN then runs its
+    # convolutions without reordering each tensor (1.3x per training step at 128 px,
+    # docs/performance.md); on CUDA the same call selects cuDNN's NHWC kernels.
+    channels_last: bool = _option(
+        False, "Train with channels_last tensors (faster on CPU; equal up to rounding)."
+    )
     # Minutes between partial checkpoints inside a phase (at an epoch boundary, under
     # RUN_DIR/partial): a killed run, which cannot save on the way out, loses at most
     # this much of the phase in flight. 0 saves only on SIGINT.
