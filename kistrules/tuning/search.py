@@ -4,7 +4,12 @@ The objective is the audit's: pixel precision of the pseudo-labels against the
 expert's masks, among settings whose recall reaches `min_recall` (by default
 half the original rulebook's recall: precision alone is best served by one
 lucky region; below the floor, recall itself counts, so that a rulebook that
-labels too little first learns to label more). The threshold alpha is not
+labels too little first learns to label more). The precision is shrunk toward
+the original rulebook's, as if the original's labelled pixels were added to
+every candidate's at the original's precision (a Beta prior): a precision
+measured on a few pixels moves the objective little, so the search prefers
+changes that hold over many pixels, which is what carries over to images it
+has not seen (docs/results.md, "Tuning", measured the alternatives). The threshold alpha is not
 searched but swept: every candidate is scored at every alpha of a 0.01 grid at
 once (`label_counts`), up to the smallest truth value (above it a rule could
 never fire).
@@ -43,6 +48,7 @@ SCALE_OCTAVES = (1 / 8, 2 / 8, 3 / 8, 4 / 8, 6 / 8, 1.0)
 SET_STEPS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4)
 MAX_ROUNDS = 60
 RELATIVE_RECALL = 0.5  # without --min-recall: keep half the original rulebook's recall
+PRIOR_WEIGHT = 1.0  # the prior's weight: this many times the original's labelled pixels
 MIN_GAIN = 1e-6  # a move must raise the objective by more than this (rounding noise)
 
 
@@ -64,6 +70,17 @@ class Figures:
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(self.tp + other.tp, self.fp + other.fp, self.positive + other.positive)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What the search maximises: precision shrunk toward the original's,
+    (tp + weight x prior) / (tp + fp + weight), among settings whose recall reaches
+    `min_recall`. `weight` in pixels; 0 is the plain precision."""
+
+    min_recall: float
+    weight: float = 0.0
+    prior: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +132,12 @@ class Search:
     # --- scoring ------------------------------------------------------------------------
 
     def score(
-        self, evidence: LabelEvidence, candidates: torch.Tensor, min_recall: float
+        self, evidence: LabelEvidence, candidates: torch.Tensor, goal: Goal
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per candidate row: objective, best alpha index, tp and fp at that alpha."""
         grades = self.scorer.grades(evidence.properties, candidates)
         tp, fp = label_counts(evidence, grades, self.alphas)
-        key = objective(tp, fp, evidence.total_positive, min_recall)
+        key = objective(tp, fp, evidence.total_positive, goal)
         best = torch.argmax(key, dim=1)  # first maximum: the lowest alpha, the most recall
         pick = best[:, None]
         return key.gather(1, pick)[:, 0], best, tp.gather(1, pick)[:, 0], fp.gather(1, pick)[:, 0]
@@ -133,11 +150,13 @@ class Search:
         tp, fp = label_counts(evidence, grades, torch.tensor([alpha], dtype=torch.float64))
         return Figures(float(tp[0, 0]), float(fp[0, 0]), evidence.total_positive)
 
-    def recall_floor(self, before: Figures) -> float:
-        """The minimum recall: as given, or RELATIVE_RECALL x the original's."""
-        if self.min_recall is not None:
-            return self.min_recall
-        return RELATIVE_RECALL * (before.recall or 0.0)
+    def goal(self, before: Figures) -> Goal:
+        """The minimum recall (as given, or RELATIVE_RECALL x the original's) and the
+        prior: the original's precision, weighing PRIOR_WEIGHT x its labelled pixels."""
+        floor = self.min_recall
+        if floor is None:
+            floor = RELATIVE_RECALL * (before.recall or 0.0)
+        return Goal(floor, PRIOR_WEIGHT * (before.tp + before.fp), before.precision or 0.0)
 
     def threshold_of(self, values: Sequence[float]) -> float:
         if self._threshold is None:
@@ -155,14 +174,14 @@ class Search:
         """Tune on `evidence`, starting from the rulebook's own numbers."""
         current = list(self.original)
         before = self.figures(evidence, current)
-        floor = self.recall_floor(before)
-        current_key = _objective_of(before, floor)
+        goal = self.goal(before)
+        current_key = _objective_of(before, goal)
         graded, rounds = 0, 0
         while rounds < MAX_ROUNDS:
             # The current numbers themselves are a candidate too: a move of alpha alone.
             moves = [list(current), *self.moves(current)]
             candidates = torch.tensor(moves, dtype=torch.float64)
-            keys, best, _, _ = self.score(evidence, candidates, floor)
+            keys, best, _, _ = self.score(evidence, candidates, goal)
             graded += len(moves)
             accepted = False
             for index in torch.argsort(keys, descending=True, stable=True).tolist():
@@ -187,7 +206,7 @@ class Search:
             after=after,
             rounds=rounds,
             candidates=graded,
-            min_recall=floor,
+            min_recall=goal.min_recall,
         )
 
     def moves(self, current: Sequence[float]) -> list[list[float]]:
@@ -231,22 +250,21 @@ class Search:
         return _warning_keys(tuned) <= self._baseline
 
 
-def objective(
-    tp: torch.Tensor, fp: torch.Tensor, positive: float, min_recall: float
-) -> torch.Tensor:
-    """1 + precision (+ a hair of recall, for ties) where recall reaches `min_recall`; else
-    recall (< 1): a feasible setting always beats an infeasible one."""
+def objective(tp: torch.Tensor, fp: torch.Tensor, positive: float, goal: Goal) -> torch.Tensor:
+    """1 + shrunk precision (+ a hair of recall, for ties) where recall reaches the goal's
+    minimum; else recall (< 1): a feasible setting always beats an infeasible one."""
     labelled = tp + fp
-    precision = torch.where(labelled > 0, tp / labelled.clamp(min=1e-300), 0.0)
+    shrunk = (tp + goal.weight * goal.prior) / (labelled + goal.weight).clamp(min=1e-300)
+    precision = torch.where(labelled > 0, shrunk, 0.0)
     recall = tp / positive if positive > 0 else torch.zeros_like(tp)
-    feasible = (labelled > 0) & (recall >= min_recall)
+    feasible = (labelled > 0) & (recall >= goal.min_recall)
     return torch.where(feasible, 1.0 + precision + 1e-6 * recall, recall * 0.999)
 
 
-def _objective_of(figures: Figures, min_recall: float) -> float:
+def _objective_of(figures: Figures, goal: Goal) -> float:
     tp = torch.tensor([[figures.tp]], dtype=torch.float64)
     fp = torch.tensor([[figures.fp]], dtype=torch.float64)
-    return float(objective(tp, fp, figures.positive, min_recall)[0, 0])
+    return float(objective(tp, fp, figures.positive, goal)[0, 0])
 
 
 def _warning_keys(rulebook: Rulebook) -> set[tuple[str, int]]:
