@@ -321,7 +321,6 @@ def test_resume_validates_the_stored_tensors(interrupted):
     assert str(partial / "checkpoints" / "initial.json") in str(err.value)
 
 
-
 def test_channels_last_is_a_runtime_layout_of_the_same_training(dataset, tmp_path, monkeypatch):
     """--channels-last trains in NHWC order (weights, activations, Adam state), stores
     checkpoints in the plain layout, and may be switched on at resume like --threads.

@@ -142,7 +142,6 @@ def test_unet_checkpoints_from_before_skip_from_load_with_every_skip():
     )
 
 
-
 @pytest.mark.parametrize("kind", ["cae", "unet"])
 def test_channels_last_computes_the_same_output_and_gradients(kind):
     """The engine's --channels-last: NHWC weights and activations are a memory order,
