@@ -6,7 +6,7 @@ from the top two thirds of the texture and test crops from the bottom third,
 so that no test pixel was seen in training. Defects are painted with exact
 masks: dark ellipses with a narrow soft edge, 1-2 px scratches, bright spots
 and edge chips, at a contrast of 28-56 gray levels (at 40-80 the baseline is
-already near perfect and there is nothing left to show; see docs demo-notes).
+already near perfect and there is nothing left to show).
 The 40 weakly labelled anomalous training images get no masks on disk: KIST
 must not need them.
 
@@ -228,7 +228,7 @@ class DemoResult:
 def training_config(
     data: Path, out: Path, rulebook: Path, *, sizes: DemoSizes, seed: int, baseline: bool
 ):
-    """The prototype's settings (docs demo-notes): CAE, margin push, frozen labels."""
+    """The demo's settings: CAE, margin push, frozen labels (docs/results.md, "Demo")."""
     from kist_train.config import TrainConfig
 
     return TrainConfig(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kistrules.ast import ANY_CLASS
 from kistrules.regions import eq9_thresholds, measure_regions, pseudo_label_mask
 
 
@@ -25,7 +26,9 @@ class PseudoLabels:
     """One labelling of a batch of anomalous images.
 
     table: every 8-connected region of residual > t, for every t of eq. (9).
-    trace: the scorer's ScoreTrace for those regions (grade, rules, winner, fired, ...).
+    trace: the scorer's ScoreTrace for those regions (grade, rules, winner, fired, ...);
+        with declared classes, `trace.classes` grades each class and a labelled
+        region's class is `trace.winner_class` (the winning rule's conclusion).
     mask: (B, H, W) bool, eq. (12): union of the regions with grade >= alpha.
     thresholds: (T,) float64, eq. (9).
     """
@@ -115,3 +118,33 @@ def rule_masks(labels: PseudoLabels, scorer: Any) -> list[torch.Tensor]:
         fired = (rules[:, index] >= float(scorer.threshold)).cpu()
         out.append(torch.as_tensor(pseudo_label_mask(labels.table, fired)).to(torch.bool))
     return out
+
+
+def region_classes(labels: PseudoLabels, scorer: Any) -> list[str | None]:
+    """The class of each region: its winning rule's conclusion when labelled, else None."""
+    fired = torch.as_tensor(labels.trace.fired).cpu().tolist()
+    winner = torch.as_tensor(labels.trace.winner).cpu().tolist()
+    return [scorer.rule_classes[w] if f else None for f, w in zip(fired, winner, strict=True)]
+
+
+def class_masks(labels: PseudoLabels, scorer: Any) -> dict[str, torch.Tensor]:
+    """Per class, the (B, H, W) union of the labelled regions of that class.
+
+    A labelled region has one class, its winning rule's conclusion, so the
+    masks together cover the overall mask; they may overlap where regions of
+    different thresholds nest. Declared classes come in declaration order, then
+    `anomalous` when some rule concludes it (its regions have no named class).
+    """
+    fired = torch.as_tensor(labels.trace.fired).cpu()
+    which = torch.as_tensor(labels.trace.winner_class).cpu()
+    names = list(scorer.class_names)
+    codes = list(range(len(names)))
+    if ANY_CLASS in scorer.rule_classes:
+        names.append(ANY_CLASS)
+        codes.append(-1)
+    return {
+        name: torch.as_tensor(pseudo_label_mask(labels.table, fired & (which == code))).to(
+            torch.bool
+        )
+        for name, code in zip(names, codes, strict=True)
+    }

@@ -83,7 +83,9 @@ def test_with_values_needs_one_value_per_number():
         with_values(book, tunable_numbers(book), [1.0])
 
 
-@pytest.mark.parametrize("name", ["mtd.rules", "mtd_tuned.rules", "kolektor_mvtec.rules"])
+@pytest.mark.parametrize(
+    "name", ["mtd.rules", "mtd_tuned.rules", "mtd_expert.rules", "kolektor_mvtec.rules"]
+)
 def test_shipped_rulebooks_have_numbers_to_tune(name):
     book = loads((ROOT / "rulebooks" / name).read_text(encoding="utf-8"))
     tunables = tunable_numbers(book)
