@@ -8,6 +8,11 @@ scale becomes a (C, 1) divisor, a set's breakpoints (C, 1) columns, and the
 rest of the program (hedges, NOT, AND = min, OR = max, truth values, max over
 rules) is the scorer's.
 
+Rules are read from `resolve`, so defined conditions are written out and
+classes change nothing (the grade is the max over all rules); a `raw` set's
+numbers are divided by the property's scale, candidate or not, as `resolve`
+divides them.
+
 It computes what `compile_rulebook(resolve(with_values(book, tunables, v)))`
 computes, op for op in the same dtype (standardise in the inputs' dtype and
 round once; edges as (v - a) / (b - a) and (d - v) / (d - c) clamped, a
@@ -46,6 +51,7 @@ class _TermCode:
     params: tuple[_Slot, ...]
     exponent: float
     negated: bool
+    raw: bool = False  # params in the property's units: divided by its scale, as resolve does
 
 
 class CandidateScorer:
@@ -89,7 +95,12 @@ class CandidateScorer:
                 for i, value in enumerate(mf.params)
             )
             exponent = membership.hedge_exponent(h.name for h in condition.hedges)
-            return _TermCode(prop, mf.function, params, exponent, condition.negated)
+            raw = definition is not None and definition.function.raw
+            if raw:  # the written numbers, divided in `_term` by the (candidate) scale
+                params = tuple(
+                    slot(definition, i, arg.value) for i, arg in enumerate(definition.function.args)
+                )
+            return _TermCode(prop, mf.function, params, exponent, condition.negated, raw)
 
         self._programs = [_program(rule.condition, term) for rule in resolved.rules]
         self._terms = tuple(
@@ -151,6 +162,9 @@ class CandidateScorer:
         self, code: _TermCode, v: torch.Tensor, missing: torch.Tensor, values: torch.Tensor
     ) -> torch.Tensor:
         params = [self._value(s, values) for s in code.params]
+        if code.raw:
+            gamma = self._value(self._scales[code.property], values)
+            params = [p / gamma for p in params]
         if code.function == "gaussian":
             mean, sigma = params
             inverse = (1.0 / sigma).to(self.dtype)

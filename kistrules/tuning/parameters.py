@@ -2,7 +2,9 @@
 
 Tuning keeps an expert's structure (rules, terms, hedges, which sets exist)
 and moves numbers only: the `scale` of a property some rule uses, the
-parameters of a file `set` some term uses, and the `threshold`. Numbers that
+parameters of a file `set` some term uses (a `raw` set's in the property's
+units), and the `threshold`. Classes and `define`d conditions hold no number;
+a set used only inside a definition is used. Numbers that
 grade nothing (a scale or set no rule reads) are left alone, and so are truth
 values: a truth value below the threshold switches a rule off, which is a
 change of structure in disguise.
@@ -40,6 +42,7 @@ class Tunable:
     number: Number
     group: str
     function: str = ""  # a set's membership function
+    raw: str = ""  # a `raw` set's property: its numbers are in that property's units
 
     @property
     def value(self) -> float:
@@ -71,9 +74,10 @@ def tunable_numbers(rulebook: Rulebook) -> tuple[Tunable, ...]:
             out.append(Tunable("scale", index, 0, statement.value, name))
         elif isinstance(statement, SetDef) and id(statement) in used_sets:
             function = statement.function.function.name
+            raw = statement.property.name if statement.function.raw and statement.property else ""
             for position, number in enumerate(statement.function.args):
                 group = statement.qualified_name
-                out.append(Tunable("set", index, position, number, group, function))
+                out.append(Tunable("set", index, position, number, group, function, raw))
         elif isinstance(statement, ThresholdDef):
             out.append(Tunable("threshold", index, 0, statement.value, "threshold"))
     return tuple(out)

@@ -39,6 +39,7 @@ from kistrules.analysis import analyse
 from kistrules.api import apply_ignore_comments
 from kistrules.ast import Rulebook
 from kistrules.checker import check_names
+from kistrules.resolve import resolve
 from kistrules.tuning.candidates import CandidateScorer
 from kistrules.tuning.evidence import LabelEvidence, label_counts
 from kistrules.tuning.parameters import Tunable, tunable_numbers, with_values
@@ -114,6 +115,8 @@ class Search:
             (k for k, t in enumerate(self.tunables) if t.kind == "threshold"), None
         )
         self._baseline = _warning_keys(self.rulebook)
+        self._scales = resolve(self.rulebook).scales
+        self._scale_index = {t.group: k for k, t in enumerate(self.tunables) if t.kind == "scale"}
         self.alphas = self._alpha_grid()
 
     @property
@@ -225,21 +228,30 @@ class Search:
                 continue
             if tunable.kind == "set":
                 sets.setdefault(tunable.group, []).append(k)
-            for value in _grid(tunable, current[k]):
+            for value in _grid(tunable, current[k], self._unit(tunable, current)):
                 candidate = list(current)
                 candidate[k] = value
                 if _ordered(self.tunables, candidate, tunable.group):
                     add(candidate)
         for group, members in sets.items():
             shiftable = [k for k in members if not _is_width(self.tunables[k])]
+            unit = self._unit(self.tunables[members[0]], current)
             for step in SET_STEPS:
                 for sign in (-1.0, 1.0):
                     candidate = list(current)
                     for k in shiftable:
-                        candidate[k] = round(current[k] + sign * step, 4)
+                        candidate[k] = _moved(self.tunables[k], current[k], sign * step * unit)
                     if _ordered(self.tunables, candidate, group):
                         add(candidate)
         return out
+
+    def _unit(self, tunable: Tunable, current: Sequence[float]) -> float:
+        """One standardised unit in the tunable's own units: the property's current scale
+        for a `raw` set's number, else 1."""
+        if not tunable.raw:
+            return 1.0
+        k = self._scale_index.get(tunable.raw)
+        return float(current[k]) if k is not None else self._scales[tunable.raw]
 
     def clean(self, values: Sequence[float]) -> bool:
         """No error, and no warning the original rulebook did not have."""
@@ -282,9 +294,10 @@ def _is_width(tunable: Tunable) -> bool:
     return tunable.kind == "set" and tunable.function == "gaussian" and tunable.argument == 1
 
 
-def _grid(tunable: Tunable, value: float) -> list[float]:
+def _grid(tunable: Tunable, value: float, unit: float = 1.0) -> list[float]:
     """Readable values near `value`: scales and gaussian widths by octaves, rounded to two
-    significant digits; breakpoints by steps of standardised units, rounded to 4 decimals."""
+    significant digits; breakpoints by steps of standardised units (`unit` of the
+    tunable's own: a raw set's are the property's), rounded (`_moved`)."""
     if tunable.kind == "scale" or _is_width(tunable):
         out = []
         for octave in SCALE_OCTAVES:
@@ -293,7 +306,17 @@ def _grid(tunable: Tunable, value: float) -> list[float]:
                 if candidate > 0 and math.isfinite(candidate):
                     out.append(candidate)
         return out
-    return [round(value + sign * step, 4) for step in SET_STEPS for sign in (-1.0, 1.0)]
+    return [
+        _moved(tunable, value, sign * step * unit) for step in SET_STEPS for sign in (-1.0, 1.0)
+    ]
+
+
+def _moved(tunable: Tunable, value: float, delta: float) -> float:
+    """value + delta, rounded: to 4 decimals in standardised units, to three significant
+    digits in a raw set's units (`42 + 1.6` -> `43.6`, `1500 + 50` -> `1550`)."""
+    if tunable.raw:
+        return _round_significant(value + delta, 3)
+    return round(value + delta, 4)
 
 
 def _round_significant(value: float, digits: int) -> float:

@@ -124,3 +124,63 @@ def test_strategy_rulebooks_are_valid():
         analyse(book)
 
     check()
+
+
+NEW_SYNTAX = """\
+class blowhole, crack
+scale darkness = 64
+scale pixels   = 2000
+set darkness.deep = raw trapezoid(32, 42, 64, 64)
+set pixels.pit    = raw trapezoid(15, 34, 1500, 2000)
+set bell          = gaussian(0.5, 0.2)
+set pixels.odd    = raw gaussian(300, 100)
+threshold 0.8
+define deep_pit = darkness is deep and pixels is pit
+rule round_pore: if deep_pit and not (gray is bell) then blowhole (1)
+rule odd_crack: if darkness is very deep or pixels is odd then crack (0.9)
+rule any: if deep_pit and gray is low then anomalous (0.85)
+"""
+
+
+@st.composite
+def new_syntax_values(draw, tunables):
+    """Raw breakpoints on a raw grid, scales moved, gaussians' widths positive."""
+    values = [t.value for t in tunables]
+    by_group: dict[str, list[int]] = {}
+    for k, t in enumerate(tunables):
+        if t.kind == "scale":
+            values[k] = t.value * draw(st.sampled_from([0.5, 0.8, 1.0, 1.25, 2.0]))
+        elif t.kind == "set" and t.function == "gaussian":
+            width = draw(st.sampled_from([0.5, 1.0, 2.0]))
+            values[k] = t.value * width if t.argument else t.value + draw(st.integers(-5, 5))
+        elif t.kind == "set":
+            by_group.setdefault(t.group, []).append(k)
+    for members in by_group.values():
+        scale = 64.0 if "darkness" in tunables[members[0]].group else 2000.0
+        grid = [scale * i / 20 for i in range(0, 25)]
+        points = sorted(draw(st.lists(st.sampled_from(grid), min_size=4, max_size=4)))
+        for k, v in zip(members, points, strict=True):
+            values[k] = v
+    return values
+
+
+@given(data=st.data())
+def test_raw_sets_definitions_and_classes_grade_as_compiled(data):
+    book = loads(NEW_SYNTAX)
+    tunables = tunable_numbers(book)
+    assert {t.raw for t in tunables if t.kind == "set"} == {"darkness", "pixels", ""}
+    candidates = data.draw(st.lists(new_syntax_values(tunables), min_size=1, max_size=3))
+    n = 10
+    props = {
+        "darkness": torch.tensor(data.draw(st.lists(gen.raw_values(64.0), min_size=n, max_size=n))),
+        "pixels": torch.tensor(data.draw(st.lists(gen.raw_values(2000.0), min_size=n, max_size=n))),
+        "gray": torch.tensor(data.draw(st.lists(gen.raw_values(255.0), min_size=n, max_size=n))),
+    }
+    props = {k: v.double() for k, v in props.items()}
+    grades = CandidateScorer(book, tunables).grades(
+        props, torch.tensor(candidates, dtype=torch.float64)
+    )
+    for row, values in enumerate(candidates):
+        moved = with_values(book, tunables, values)
+        expected = compile_rulebook(resolve(moved))(props).grade
+        torch.testing.assert_close(grades[row], expected, rtol=0, atol=0)

@@ -91,3 +91,13 @@ def test_any_valid_numbers_round_trip_exactly(threshold, scale):
     assert _values(loads(text)) == dict(zip([t.label for t in tunables], values, strict=True))
     assert f"-> {number_text(scale)}" in text or scale == 60.0
     assert re.search(r"^threshold ", text, re.MULTILINE)
+
+
+def test_a_raw_set_keeps_raw_and_its_units():
+    source = (
+        "scale darkness = 64\nset darkness.deep = raw trapezoid(32, 42, 64, 64)\n"
+        "threshold 0.8\nrule r: if darkness is deep then anomalous (1)\n"
+    )
+    _, _, _, text = _tuned(source, {"set darkness.deep a": 33.6, "scale darkness": 70.0})
+    assert "set darkness.deep = raw trapezoid(33.6, 42, 64, 64)" in text
+    assert "# tuned: a 32 -> 33.6" in text and "# tuned: scale 64 -> 70" in text

@@ -152,3 +152,36 @@ def test_nothing_to_tune_is_refused():
     # `loads` refuses a rulebook without rules (E026); an API caller's parsed AST may have none
     with pytest.raises(DataError, match="no rules"):
         require_tunables(parse("scale gray = 255\n")[0])
+
+
+RAW_BOOK = """\
+class pit
+scale darkness = 40
+scale pixels   = 60
+set darkness.clear = raw trapezoid(10, 16, 40, 40)
+set pixels.spot    = raw trapezoid(3, 6, 60, 60)
+threshold 0.8
+define dark_spot = darkness is clear and pixels is spot
+rule r: if dark_spot then pit (1)
+"""
+
+
+def test_raw_sets_move_in_their_own_units_and_keep_the_structure(evidence):
+    book = loads(RAW_BOOK, "raw.rules")
+    search = Search(book)
+    labels = [t.label for t in search.tunables]
+    a = labels.index("set darkness.clear a")
+    scale = labels.index("scale darkness")
+    steps = {
+        round(move[a] - 10.0, 6)
+        for move in search.moves(list(search.original))
+        if move[scale] == 40.0 and move[a] != 10.0
+    }
+    # a standardised step of 0.025 .. 0.4 is 1 .. 16 gray levels at a scale of 40
+    assert {1.0, -1.0, 2.0, 16.0} <= steps and all(abs(s) >= 1.0 for s in steps)
+    result = search.run(evidence)
+    assert result.after.precision >= result.before.precision
+    tuned = with_values(book, search.tunables, result.values)
+    assert structure(tuned) == structure(book) and search.clean(result.values)
+    tp, fp = _figures_by_compiled_scorer(book, evidence, result.values, search.tunables)
+    assert (tp, fp) == (result.after.tp, result.after.fp)
