@@ -155,6 +155,11 @@ def tune(
 
 def _with_warnings(tuning: Tuning, warnings: list[str]) -> Tuning:
     before, after = tuning.held_out_before, tuning.held_out_after
+    if tuning.result.before.tp + tuning.result.before.fp == 0:
+        warnings.append(
+            "the original rulebook labels nothing on these images, so there is no precision "
+            "to improve, only labels to invent: annotate images its rules fire on"
+        )
     if (after.precision or 0.0) <= (before.precision or 0.0) and tuning.result.values != tuple(
         t.value for t in tuning.tunables
     ):

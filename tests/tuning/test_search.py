@@ -185,3 +185,13 @@ def test_raw_sets_move_in_their_own_units_and_keep_the_structure(evidence):
     assert structure(tuned) == structure(book) and search.clean(result.values)
     tp, fp = _figures_by_compiled_scorer(book, evidence, result.values, search.tunables)
     assert (tp, fp) == (result.after.tp, result.after.fp)
+
+
+def test_tune_warns_when_the_original_labels_nothing(evidence):
+    never = loads(
+        "scale darkness = 40\nthreshold 0.8\nrule r: if darkness is high then anomalous (1)\n"
+    )
+    quiet = Search(never).figures(evidence, [1e6, 0.8])  # a scale no region reaches
+    assert quiet.tp + quiet.fp == 0
+    tuning = tune(with_values(never, Search(never).tunables, [1e6, 0.8]), evidence, folds=2)
+    assert any("labels nothing" in w for w in tuning.warnings)
