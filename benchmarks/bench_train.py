@@ -351,13 +351,23 @@ def main() -> None:
     # part 2
     parser.add_argument("--options", default=",".join(OPTIONS))
     parser.add_argument("--option-repeats", type=int, default=7)
-    parser.add_argument("--option-threads", type=int, default=1)
+    parser.add_argument(
+        "--option-threads",
+        type=int,
+        default=0,
+        help="threads of the 'threads' option (0: 2 when plain has 1, else 1)",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{cpu_name()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
+    if not args.option_threads:  # compare against the other of one and two threads
+        args.option_threads = 2 if torch.get_num_threads() == 1 else 1
+    print(
+        f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()} kernels), "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    )
     if args.part in ("both", "loop"):
         with tempfile.TemporaryDirectory() as workdir:
             loop_vs_bare(args, device, Path(workdir))
