@@ -8,7 +8,8 @@ Workload: the generated rulebooks of `bench_parse.py` (AND / OR / NOT, hedges,
 `--regions` seeded regions with raw values over [0, 1.2] x gamma, scored with
 a trace; the timed step is `explain_trace` with counterfactuals, i.e. what
 `kistrules explain` does after measuring: for every rule a region misses, the
-nearest single-property change, verified with the float32 scorer.
+nearest single-property change, else the smallest change of two properties,
+verified with the float32 scorer.
 
 naive = the previous approach, measured in the same run on `--naive-rules`:
 each candidate verified by re-scoring the region with the *whole* rulebook,
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_parse import generate  # noqa: E402
 
-import kistrules.explain as explain_module  # noqa: E402
+import kistrules.counterfactuals as counterfactuals_module  # noqa: E402
 from kistrules.api import loads  # noqa: E402
 from kistrules.explain import explain_trace, to_jsonable  # noqa: E402
 
@@ -55,14 +56,14 @@ def regions(scorer, n: int, seed: int) -> dict[str, torch.Tensor]:
 def _full_rescore_verifier(scorer, raw):
     """The previous verifier: re-score the region with every rule to read one rule's output."""
 
-    def fires(rule: int, prop: str, value: float) -> bool:
+    def fires(rule: int, rows) -> list[bool]:
         table = {
-            p: torch.tensor([value if p == prop else raw[p]], dtype=torch.float64)
+            p: torch.tensor([row.get(p, raw[p]) for row in rows], dtype=torch.float64)
             for p in scorer.properties
         }
         with torch.no_grad():
             out = scorer(table)
-        return bool(out.rules[0, rule] >= scorer.threshold)
+        return (out.rules[:, rule] >= scorer.threshold).tolist()
 
     return fires
 
@@ -70,13 +71,13 @@ def _full_rescore_verifier(scorer, raw):
 @contextlib.contextmanager
 def naive(scorer):
     """Swap in the previous approach: whole-rulebook re-scores, term lookup by scanning."""
-    saved = explain_module._verifier
-    explain_module._verifier = _full_rescore_verifier
+    saved = counterfactuals_module.verifier
+    counterfactuals_module.verifier = _full_rescore_verifier
     scorer.rule_terms = lambda rule: [t for t in scorer.terms if t.rule == rule]
     try:
         yield
     finally:
-        explain_module._verifier = saved
+        counterfactuals_module.verifier = saved
         del scorer.rule_terms
 
 
@@ -107,11 +108,14 @@ def main() -> None:
         wall, cpu, out = explain_once(scorer, raw)
         missed = sum(not r.reaches_threshold for e in out for r in e.rules)
         found = sum(r.counterfactual is not None for e in out for r in e.rules)
+        pairs = sum(
+            getattr(r, "pair_counterfactual", None) is not None for e in out for r in e.rules
+        )
         rows.append((count, wall, cpu, missed, found))
         print(
             f"{count:>6} rules, {args.regions} regions: explain {wall:7.2f} s wall, "
-            f"{cpu:7.2f} s CPU; {missed} missed rules, {found} counterfactuals "
-            f"({1e3 * wall / max(missed, 1):.2f} ms per missed rule)",
+            f"{cpu:7.2f} s CPU; {missed} missed rules, {found} counterfactuals, {pairs} of two "
+            f"properties ({1e3 * wall / max(missed, 1):.2f} ms per missed rule)",
             flush=True,
         )
         if count == args.naive_rules and not args.no_naive:

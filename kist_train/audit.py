@@ -10,6 +10,16 @@ Labels are compared at the masks' original resolution (nearest upsampling) or,
 with `grid=True`, on the working grid where training uses them (each mask reduced
 to the working size: a cell is defective when more than a quarter of its area is).
 The two differ most for thin defects, which a coarse grid cell only partly covers.
+
+A class-aware rulebook (`class blowhole, crack`) is also audited per class: a
+labelled region's class is its winning rule's conclusion, and a class's labels
+are the union of the labelled regions of that class. Masks carry no class, so
+per class (and defect type) the audit reports the regions so labelled, the pixel
+precision of those labels against the defect masks, and their recall: the share
+of defect pixels that labels of that class cover (classes may overlap where
+regions of different thresholds nest, so the shares may add up to more than the
+rulebook's recall). Read against the defect types, these rows are a confusion
+table: which class the knowledge gives each kind of defect.
 """
 
 from __future__ import annotations
@@ -23,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kist_train.config import MASK_THRESHOLD
 from kist_train.pseudo_labels import confusion, precision_recall, upsample_mask
+from kistrules.ast import ANY_CLASS
 
 if TYPE_CHECKING:
-    from kist_train.data import Dataset
+    from kist_train.data import Dataset, ImageItem
     from kist_train.predict import Run
 
 OVERALL = "(rulebook)"
@@ -65,6 +77,16 @@ class AuditRow(_Labelled):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuditClassRow(_Labelled):
+    """One (defect type, class) cell: the labelled regions given that class."""
+
+    group: str
+    defect_class: str
+    images: int
+    images_labelled: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditImage(_Labelled):
     """The rulebook's labels on one test image: which tiles the knowledge gets wrong."""
 
@@ -86,6 +108,7 @@ class AuditReport:
     rows: tuple[AuditRow, ...]
     resolution: str = "original resolution"  # or "S px working grid": where labels met masks
     images: tuple[AuditImage, ...] = ()  # per test image, in data order (rulebook labels)
+    class_rows: tuple[AuditClassRow, ...] = ()  # a class-aware rulebook's labels per class
 
     def row(self, group: str, rule: str = OVERALL) -> AuditRow:
         for candidate in self.rows:
@@ -99,6 +122,7 @@ class AuditReport:
         data["thresholds"] = list(self.thresholds)
         data["rule_names"] = list(self.rule_names)
         data["images"] = [image.to_dict() for image in self.images]
+        data["class_rows"] = [r.to_dict() for r in self.class_rows]
         return data
 
     def format_text(self) -> str:
@@ -120,6 +144,20 @@ class AuditReport:
                 f"{r.group:<12}{r.rule:<{width}}{r.regions_fired:>8}"
                 f"{f'{r.images_labelled}/{r.images}':>9}{pct(r.precision):>13}{pct(r.recall):>10}"
             )
+        if self.class_rows:
+            width = max(len("class"), *(len(r.defect_class) for r in self.class_rows)) + 2
+            lines += [
+                "",
+                "labels per class (a region's class: its winning rule's conclusion)",
+                f"{'defect':<12}{'class':<{width}}{'regions':>8}{'images':>9}"
+                f"{'precision %':>13}{'recall %':>10}",
+            ]
+            for r in self.class_rows:
+                lines.append(
+                    f"{r.group:<12}{r.defect_class:<{width}}{r.regions_fired:>8}"
+                    f"{f'{r.images_labelled}/{r.images}':>9}{pct(r.precision):>13}"
+                    f"{pct(r.recall):>10}"
+                )
         return "\n".join(lines)
 
     def format_images(self) -> str:
@@ -170,9 +208,38 @@ def audit_rows(
     cells += [
         (name, list(per_rule[r]), regions_per_rule[:, r]) for r, name in enumerate(rule_names)
     ]
-    order = sorted(set(groups))
+    return [AuditRow(rule=name, **cell) for name, cell in _aggregate(groups, truth, cells)]
+
+
+def audit_class_rows(
+    groups: Sequence[str],
+    truth: Sequence[np.ndarray],
+    per_class: Sequence[Sequence[np.ndarray]],
+    regions_per_class: np.ndarray,
+    class_names: Sequence[str],
+) -> list[AuditClassRow]:
+    """Per (defect type, class): the labels of that class against the masks (pure).
+
+    per_class[c][i] is image i's union of labelled regions of class c, at the mask's
+    size; regions_per_class is (n_images, C), the labelled regions of each class.
+    """
+    counts = np.asarray(regions_per_class, dtype=np.int64).reshape(len(groups), len(class_names))
+    cells = [(name, list(per_class[c]), counts[:, c]) for c, name in enumerate(class_names)]
+    return [
+        AuditClassRow(defect_class=name, **cell) for name, cell in _aggregate(groups, truth, cells)
+    ]
+
+
+def _aggregate(
+    groups: Sequence[str],
+    truth: Sequence[np.ndarray],
+    cells: Sequence[tuple[str, Sequence[np.ndarray], np.ndarray]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Per defect type (then all) and cell (name, labels per image, regions per image):
+    the cell's name and its row's figures (images, images labelled, regions, tp, fp, fn)."""
+    n = len(groups)
     rows = []
-    for group in [*order, ALL]:
+    for group in [*sorted(set(groups)), ALL]:
         members = [i for i in range(n) if group in (ALL, groups[i])]
         for name, preds, regions in cells:
             tp = fp = fn = 0
@@ -181,18 +248,16 @@ def audit_rows(
                 a, b, c = confusion(preds[i], truth[i])
                 tp, fp, fn = tp + a, fp + b, fn + c
                 labelled += bool(np.any(preds[i]))
-            rows.append(
-                AuditRow(
-                    group=group,
-                    rule=name,
-                    images=len(members),
-                    images_labelled=labelled,
-                    regions_fired=int(sum(int(regions[i]) for i in members)),
-                    tp=tp,
-                    fp=fp,
-                    fn=fn,
-                )
-            )
+            figures = {
+                "group": group,
+                "images": len(members),
+                "images_labelled": labelled,
+                "regions_fired": int(sum(int(regions[i]) for i in members)),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+            }
+            rows.append((name, figures))
     return rows
 
 
@@ -205,12 +270,14 @@ def audit_rulebook(
     batch_size: int = 16,
     phase: str | None = None,
     grid: bool = False,
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> AuditReport:
     """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
 
     `phase` picks a checkpoint (e.g. "update_2") instead of the last one: auditing
     every phase shows how the labels a rulebook would give evolve over the iterations.
-    `grid` compares on the working grid instead of at the masks' resolution.
+    `grid` compares on the working grid instead of at the masks' resolution;
+    `mask_threshold` binarises the masks (`kist_train.data.read_mask`).
     """
     from kist_train.data import load_dataset
     from kist_train.predict import load_run
@@ -227,7 +294,7 @@ def audit_rulebook(
     return audit_scorer(
         run,
         scorer,
-        load_dataset(data_dir),
+        load_dataset(data_dir, mask_threshold=mask_threshold),
         rulebook=str(rulebook_path),
         text=rulebook_path.read_text(encoding="utf-8"),
         batch_size=batch_size,
@@ -244,22 +311,29 @@ def audit_scorer(
     text: str,
     batch_size: int = 16,
     grid: bool = False,
+    items: Sequence[ImageItem] | None = None,
 ) -> AuditReport:
     """The audit of a compiled rulebook (`text`, shown as `rulebook`) with a loaded run.
 
     `kistrules report` audits the rulebook a run trained with, whose text its
-    checkpoint holds; `audit_rulebook` audits a file.
+    checkpoint holds; `audit_rulebook` audits a file; `kistrules tune` audits
+    the images an expert annotated (`items`, each with its mask; default: the
+    data set's anomalous test images).
     """
     from kist_train.data import working_tensor
     from kist_train.residuals import label_residuals
     from kistrules.errors import DataError
-    from kistrules.pseudo_labels import rule_masks
+    from kistrules.pseudo_labels import class_masks, rule_masks
 
-    items = [item for item in dataset.require_test() if item.is_anomalous]
+    if items is None:
+        items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:
         raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
     rule_names = list(scorer.rule_names)
     alpha = float(scorer.threshold)
+    class_names: list[str] = []  # filled from the first batch's class masks
+    per_class: list[list[np.ndarray]] = []
+    regions_classes: list[np.ndarray] = []
 
     groups, truth, overall = [], [], []
     per_rule: list[list[np.ndarray]] = [[] for _ in rule_names]
@@ -293,6 +367,21 @@ def audit_scorer(
         for r in range(len(rule_names)):
             counts[:, r] = torch.bincount(image_of[rules[:, r] >= alpha], minlength=b).numpy()
         regions_rules.append(counts)
+        if scorer.class_names:
+            by_class = class_masks(labels, scorer)
+            class_names = list(by_class)
+            per_class = per_class or [[] for _ in class_names]
+            which = torch.as_tensor(labels.trace.winner_class).cpu()
+            codes = [c if name != ANY_CLASS else -1 for c, name in enumerate(class_names)]
+            regions_classes.append(
+                np.stack(
+                    [
+                        torch.bincount(image_of[fired & (which == code)], minlength=b).numpy()
+                        for code in codes
+                    ],
+                    axis=1,
+                )
+            )
         for i, (item, mask) in enumerate(zip(chunk, masks, strict=True)):
             groups.append(item.defect)
             target = grid_mask(mask, run.size) if grid else mask
@@ -301,6 +390,8 @@ def audit_scorer(
             overall.append(upsample_mask(labels.mask[i], target.shape))
             for r in range(len(rule_names)):
                 per_rule[r].append(upsample_mask(by_rule[r][i], target.shape))
+            for c, name in enumerate(class_names):
+                per_class[c].append(upsample_mask(by_class[name][i], target.shape))
             tp, fp, fn = confusion(overall[-1], target)
             images.append(
                 AuditImage(
@@ -321,6 +412,11 @@ def audit_scorer(
         np.concatenate(regions_rules),
         rule_names,
     )
+    class_rows = (
+        audit_class_rows(groups, truth, per_class, np.concatenate(regions_classes), class_names)
+        if class_names
+        else []
+    )
     return AuditReport(
         run_dir=str(run.run_dir),
         rulebook=rulebook,
@@ -332,6 +428,7 @@ def audit_scorer(
         rows=tuple(rows),
         resolution=f"{run.size} px working grid" if grid else "original resolution",
         images=tuple(images),
+        class_rows=tuple(class_rows),
     )
 
 

@@ -19,9 +19,20 @@ MAX_SIZE = 8192  # working size in pixels; larger images are refused anyway (dat
 PUSH_MODES = ("paper", "margin")
 # The --device of every command (kist_train.device.resolve_device parses it).
 DEVICE_HELP = "auto (CUDA when available) | cpu | cuda | cuda:N"
+# The --mask-threshold of every command that reads masks (kist_train.data.read_mask):
+# a pixel is defect when it reaches this fraction of its mask's maximum. Half keeps
+# the anti-aliased rim of a drawn mask (1-30 px specks of low values) out of the defect.
+MASK_THRESHOLD = 0.5
+MASK_THRESHOLD_HELP = (
+    "A mask pixel is defect when it reaches this fraction of the mask's maximum "
+    "(0 < f <= 1; an all-zero mask stays empty)."
+)
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in them.
-RUNTIME_FIELDS = frozenset({"out", "device", "workers", "threads", "checkpoint_minutes"})
+# (`device` and `channels_last` change float rounding, not what is computed.)
+RUNTIME_FIELDS = frozenset(
+    {"out", "device", "workers", "threads", "channels_last", "checkpoint_minutes"}
+)
 
 # The JSON types of each field's annotation, checked when a config is read back from a run.
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -130,6 +141,12 @@ class TrainConfig:
     # torch intra-op threads; 0 keeps torch's default. On a shared or oversubscribed CPU,
     # 1 can be several times faster than 2 (OpenMP threads spin waiting for each other).
     threads: int = _option(0, "torch CPU threads (0 = torch default; 1 on a busy machine).")
+    # The model's weights and activations in NHWC order: on a CPU oneDNN then runs its
+    # convolutions without reordering each tensor (1.3x per training step at 128 px,
+    # docs/performance.md); on CUDA the same call selects cuDNN's NHWC kernels.
+    channels_last: bool = _option(
+        False, "Train with channels_last tensors (faster on CPU; equal up to rounding)."
+    )
     # Minutes between partial checkpoints inside a phase (at an epoch boundary, under
     # RUN_DIR/partial): a killed run, which cannot save on the way out, loses at most
     # this much of the phase in flight. 0 saves only on SIGINT.
@@ -144,6 +161,8 @@ class TrainConfig:
         "Start from the initial model of this run (same model, size, epochs, seed).",
         path=True,
     )
+    # Binarises the masks of train/anomalous, which only grade the logged pseudo-labels.
+    mask_threshold: float = _option(MASK_THRESHOLD, MASK_THRESHOLD_HELP)
 
     def to_argv(self) -> list[str]:
         """The `kistrules train` options that give this config (the torchrun relaunch)."""
@@ -244,6 +263,7 @@ class TrainConfig:
             )
         if self.s > 1:
             raise UsageError(f"--s {self.s!r} must be in (0, 1] (eq. 9 step in sigmas)")
+        check_mask_threshold(self.mask_threshold)
         return self
 
     def differences(self, other: TrainConfig) -> list[str]:
@@ -253,6 +273,15 @@ class TrainConfig:
             for f in fields(self)
             if f.name not in RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
         ]
+
+
+def check_mask_threshold(value: float) -> float:
+    """`value` if it is a fraction in (0, 1]; else a UsageError naming --mask-threshold."""
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise UsageError(
+            f"--mask-threshold must be in (0, 1] (a fraction of the mask's maximum), got {value!r}"
+        )
+    return value
 
 
 def phase_names(iterations: int) -> list[str]:

@@ -5,7 +5,8 @@ DATASET/
   train/good/*                          normal training images
   train/anomalous/*                     anomalous images, image-level label only (optional)
   test/good/*, test/<defect>/*          test images (optional for training)
-  ground_truth/<defect>/<stem>_mask.png masks of test/<defect> (nonzero = anomalous)
+  ground_truth/<defect>/<stem>_mask.png masks of test/<defect> (defect where a pixel
+                                        reaches half the mask's maximum: read_mask)
   ground_truth/anomalous/<stem>_mask.png  optional masks of train/anomalous, used only
                                         to log pseudo-label precision / recall
 ```
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 # Decoding lives in kist_train.decoding; these names stay importable from here.
+from kist_train.config import MASK_THRESHOLD, check_mask_threshold
 from kist_train.decoding import MAX_PIXELS as MAX_PIXELS
 from kist_train.decoding import check_image_size as check_image_size
 from kist_train.decoding import decode_pixels
@@ -35,17 +37,38 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Decode a mask file to (H, W) bool: nonzero (in any channel) is anomalous.
+def read_mask(path: str | Path, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """Decode a mask file to (H, W) bool: True where it reaches `threshold` x its maximum.
 
-    Any nonzero value counts, not only 255 (the layout's rule): masks saved as
-    0/1, anti-aliased 0-255 or 16-bit all work; nothing is rescaled. Decoding
-    (and its refusals: NaN, several pages, ...) is `decode_pixels`'.
+    The one place masks are read (explain, evaluate, audit, report, train).
+    Masks drawn with anti-aliasing carry a rim of low values around each
+    defect; counting every nonzero pixel made that rim into specks of 1-30 px
+    and grew each defect. Relative to the mask's own maximum, the rule holds
+    for 0/1, 0-255 and 16-bit masks alike. Colour masks take the largest
+    channel. An all-zero mask stays empty. Decoding (and its refusals: NaN,
+    several pages, ...) is `decode_pixels`'.
     """
-    raw = decode_pixels(path, "mask")
-    if raw.ndim == 3:
-        raw = raw.any(axis=-1)
-    return raw != 0
+    check_mask_threshold(threshold)
+    return binarise_mask(decode_pixels(path, "mask"), threshold)
+
+
+def binarise_mask(values: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """(H, W) bool of a decoded mask, (H, W) or (H, W, C): value >= threshold x maximum.
+
+    >>> binarise_mask(np.array([[0, 40, 128, 255]], dtype=np.uint8)).tolist()
+    [[False, False, True, True]]
+    >>> binarise_mask(np.zeros((1, 2))).tolist()
+    [[False, False]]
+    """
+    values = np.asarray(values)
+    if values.ndim == 3:
+        values = values.max(axis=-1)
+    if values.dtype == np.bool_:
+        return values.copy()
+    peak = values.max() if values.size else 0
+    if peak <= 0:  # all zero: no defect, whatever the threshold
+        return np.zeros(values.shape, dtype=bool)
+    return values >= threshold * np.float64(peak)
 
 
 @dataclass(eq=False)
@@ -55,6 +78,7 @@ class ImageItem:
     path: Path
     defect: str = "good"
     mask_path: Path | None = None
+    mask_threshold: float = MASK_THRESHOLD  # read_mask's, for `mask()`
     _gray: np.ndarray | None = field(default=None, repr=False)
 
     def gray(self) -> np.ndarray:
@@ -80,7 +104,7 @@ class ImageItem:
         """
         if self.mask_path is None:
             return np.zeros(self.shape, dtype=bool)
-        mask = read_mask(self.mask_path)
+        mask = read_mask(self.mask_path, self.mask_threshold)
         if mask.shape != self.shape:
             raise DataError(
                 f"{self.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
@@ -142,12 +166,15 @@ def _require_images(folder: Path, *, recursive: bool = False) -> list[Path]:
     return images
 
 
-def load_dataset(root: str | Path) -> Dataset:
+def load_dataset(root: str | Path, *, mask_threshold: float = MASK_THRESHOLD) -> Dataset:
     """Index a data set directory; nothing is decoded yet.
 
+    `mask_threshold` is how the items' masks are binarised (`read_mask`).
     Raises DataError for a missing root or train/good, an empty image folder, or
-    a test/<defect> image without its ground_truth/<defect>/<stem>_mask.png.
+    a test/<defect> image without its ground_truth/<defect>/<stem>_mask.png;
+    UsageError for a threshold outside (0, 1].
     """
+    check_mask_threshold(mask_threshold)
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data directory not found")
@@ -159,7 +186,12 @@ def load_dataset(root: str | Path) -> Dataset:
         for path in _require_images(anomalous_dir, recursive=True):
             mask = root / "ground_truth" / "anomalous" / f"{path.stem}{MASK_SUFFIX}"
             train_anomalous.append(
-                ImageItem(path, defect="anomalous", mask_path=mask if mask.is_file() else None)
+                ImageItem(
+                    path,
+                    defect="anomalous",
+                    mask_path=mask if mask.is_file() else None,
+                    mask_threshold=mask_threshold,
+                )
             )
 
     test: list[TestItem] = []
@@ -176,7 +208,9 @@ def load_dataset(root: str | Path) -> Dataset:
                     raise DataError(
                         f"{path}: test image has no mask (expected {mask.relative_to(root)})"
                     )
-                test.append(TestItem(path, defect=defect, mask_path=mask))
+                test.append(
+                    TestItem(path, defect=defect, mask_path=mask, mask_threshold=mask_threshold)
+                )
     return Dataset(root, train_good, train_anomalous, test)
 
 

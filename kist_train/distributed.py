@@ -402,10 +402,9 @@ def _merge_statistics(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(parts[0])
     for key in ("images", "images_labelled", "pixels_labelled", "regions", "regions_fired"):
         merged[key] = sum(part[key] for part in parts)
-    merged["fired_per_rule"] = {
-        name: sum(part["fired_per_rule"][name] for part in parts)
-        for name in parts[0]["fired_per_rule"]
-    }
+    for key in ("fired_per_rule", "fired_per_class"):  # per class: a class-aware rulebook
+        if key in parts[0]:
+            merged[key] = {name: sum(part[key][name] for part in parts) for name in parts[0][key]}
     return merged
 
 

@@ -131,7 +131,7 @@ def _load_data(config: TrainConfig, device: torch.device, console) -> tuple[_Dat
 
     from kist_train.data import load_dataset, original_sizes, working_tensor
 
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, mask_threshold=config.mask_threshold)
     items = dataset.train_good + dataset.train_anomalous
     if config.workers > 0:
         # Decoding in threads trades memory (all originals at once) for speed.
@@ -477,6 +477,8 @@ def _train(
         kind=config.model, width=config.width, depth=config.depth, skip_from=config.skip_from
     )
     model = build_model(model_config).to(device)
+    if config.channels_last:  # before DDP wraps it: weights, grads, Adam state all NHWC
+        model = model.to(memory_format=torch.channels_last)
     # DDP: BatchNorm over all ranks, then the wrapper; the optimiser sees the converted model.
     net = distributed.wrap(ctx, model, device) if ctx.active else None
     ddp = _Ddp(ctx, net)
@@ -561,7 +563,7 @@ def _train(
         every = config.checkpoint_minutes * 60.0
         last_saved = time.monotonic()
         for phase in phases[start:]:
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
 
             def epoch_end(epochs_done: int, figures: dict[str, Any], phase: str = phase) -> None:
                 # Save the phase in flight on SIGINT (then stop) or when one is due.
@@ -593,8 +595,18 @@ def _train(
             if resumed_at is not None:
                 entry["resumed_after_epoch"] = resumed_at
             if not phase.startswith("labels_"):
+                # Where a phase's time goes: its loop, or settling the model (wall and CPU
+                # seconds; CPU is the steadier figure on a shared machine).
+                settling, settling_cpu = time.perf_counter(), time.process_time()
                 entry.update(_settle_model(config, state, data, ddp))
-            entry = {"phase": phase, "seconds": round(time.perf_counter() - began, 3), **entry}
+                entry["settle_seconds"] = round(time.perf_counter() - settling, 3)
+                entry["settle_cpu_seconds"] = round(time.process_time() - settling_cpu, 3)
+            entry = {
+                "phase": phase,
+                "seconds": round(time.perf_counter() - began, 3),
+                "cpu_seconds": round(time.process_time() - began_cpu, 3),
+                **entry,
+            }
             if ctx.active:
                 # Every rank's weights, hashed: DDP must keep them identical.
                 hashes = ctx.weights_agree(state.model)

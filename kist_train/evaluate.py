@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kist_train.config import MASK_THRESHOLD
+
 if TYPE_CHECKING:
     from kist_train.data import Dataset, TestItem
     from kist_train.predict import Run
@@ -92,10 +94,12 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = 16,
     phase: str | None = None,
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> dict[str, Any]:
     """Evaluate the run's final model (or the checkpoint of `phase`) on DATA/test.
 
     Evaluating every phase shows when KIST pulls ahead of, or falls behind, its control.
+    `mask_threshold` binarises the masks (`kist_train.data.read_mask`).
 
     Returns:
         {"raw": {metric: %}, "filtered": {metric: %}, "run": ..., "data": ...,
@@ -105,7 +109,7 @@ def evaluate_run(
     from kist_train.predict import load_run
 
     run = load_run(run_dir, device=device, phase=phase)
-    dataset = load_dataset(data_dir)
+    dataset = load_dataset(data_dir, mask_threshold=mask_threshold)
     return score_maps(run, dataset, evaluation_maps(run, dataset, batch_size=batch_size))
 
 

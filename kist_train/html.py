@@ -78,7 +78,7 @@ def png_data_uri(picture) -> str:
 
 # --- SVG line charts ----------------------------------------------------------------------------
 
-# Okabe-Ito, as the overlays use (kistrules.overlay.PALETTE), as CSS colours.
+# Okabe-Ito, as `kistrules plot` uses (kistrules.overlay.PALETTE), as CSS colours.
 SERIES_COLOURS = ("#e69f00", "#0072b2", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442")
 _W, _H = 440, 230
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 26, 58

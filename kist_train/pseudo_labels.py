@@ -1,7 +1,8 @@
 """The figures of a pseudo-labelling (kistrules.pseudo_labels.label_regions, eq. 9-12).
 
 `label_statistics` turns a labelling into the figures logged per iteration:
-how much was labelled, by which rules, and (with ground truth) how well.
+how much was labelled, by which rules (and, for a class-aware rulebook, as
+which class), and (with ground truth) how well.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kistrules.ast import ANY_CLASS
 from kistrules.pseudo_labels import PseudoLabels
 
 
@@ -103,6 +105,11 @@ def label_statistics(
         },
         "thresholds": [float(t) for t in labels.thresholds],
     }
+    if scorer.class_names:  # a class-aware rulebook: labelled regions per class
+        fired = torch.as_tensor(labels.trace.fired).cpu()
+        which = torch.as_tensor(labels.trace.winner_class).cpu()[fired] + 1  # anomalous: 0
+        counts = torch.bincount(which, minlength=len(scorer.class_names) + 1).tolist()
+        stats["fired_per_class"] = dict(zip((ANY_CLASS, *scorer.class_names), counts, strict=True))
     if truth_masks is not None:
         stats["precision"], stats["recall"] = mask_scores(mask, truth_masks)
     return stats

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kist_train.config import MASK_THRESHOLD, check_mask_threshold
 from kistrules.errors import UsageError
 
 PHASE_CHOICES = ("all", "last")
@@ -182,6 +183,7 @@ def build_report(
     threads: int = 0,
     console=None,
     progress: bool = True,
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> RunReport:
     """Gather the report of a run (and its control) on the test set of `data_dir`.
 
@@ -190,6 +192,7 @@ def build_report(
     arm (one forward pass and metrics per arm instead of one per phase).
     `threads` > 0 sets torch's CPU threads meanwhile (1 on a busy machine: the
     demo's report took 9 s with one thread and 89 s with two on a shared 2-core CPU).
+    `mask_threshold` binarises the test masks (`kist_train.data.read_mask`).
     """
     import torch
 
@@ -197,16 +200,19 @@ def build_report(
         raise UsageError(f"--phases must be one of {', '.join(PHASE_CHOICES)}, not {phases!r}")
     if threads < 0:
         raise UsageError(f"--threads must be >= 0, not {threads}")
+    check_mask_threshold(mask_threshold)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _build(run_dir, data_dir, control, phases, device, console, progress)
+        return _build(run_dir, data_dir, control, phases, device, console, progress, mask_threshold)
     finally:
         torch.set_num_threads(before)
 
 
-def _build(run_dir, data_dir, control, phases, device, console, progress) -> RunReport:
+def _build(
+    run_dir, data_dir, control, phases, device, console, progress, mask_threshold
+) -> RunReport:
     from kist_train.predict import load_run
 
     run = load_run(run_dir, device=device)
@@ -232,15 +238,16 @@ def _build(run_dir, data_dir, control, phases, device, console, progress) -> Run
 
         scorer = compile_rulebook(resolve(rulebook), device=run.device)
         report.rule_names = tuple(scorer.rule_names)
-        report.sets_plot = Picture.of(
-            render_sets(resolve(rulebook)), "membership functions the rules use"
-        )
+        if scorer.rule_names:  # render_sets refuses a rulebook without rules
+            report.sets_plot = Picture.of(
+                render_sets(resolve(rulebook)), "membership functions the rules use"
+            )
     if data_dir is None:
         return report
 
     from kist_train.data import load_dataset
 
-    dataset = load_dataset(data_dir)
+    dataset = load_dataset(data_dir, mask_threshold=mask_threshold)
     dataset.require_test()
     plan = [
         (arm, phase)

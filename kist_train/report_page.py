@@ -298,6 +298,33 @@ def _audit(report: RunReport) -> Markup:
         ]
         for r in audit.rows
     ]
+    by_class = [
+        [
+            r.group,
+            r.defect_class,
+            r.regions_fired,
+            f"{r.images_labelled}/{r.images}",
+            _pct(r.precision),
+            _pct(r.recall),
+        ]
+        for r in audit.class_rows
+    ]
+    classes = (
+        [
+            tag(
+                "p",
+                "Per class: a labelled region's class is its winning rule's conclusion; "
+                "recall is the share of the defect pixels that labels of that class cover.",
+                class_="note",
+            ),
+            _table(
+                ["defect", "class", "regions", "images labelled", "precision %", "recall %"],
+                by_class,
+            ),
+        ]
+        if by_class
+        else []
+    )
     intro = (
         f"The pseudo-labels the run's rulebook gives the anomalous test images with the final "
         f"model (mu_e = {audit.mu_e:.4g}, sigma_e = {audit.sigma_e:.4g}, "
@@ -312,6 +339,7 @@ def _audit(report: RunReport) -> Markup:
             ["defect", "rule", "regions fired", "images labelled", "precision %", "recall %"],
             rows,
         ),
+        *classes,
         tag(
             "p",
             "The worst-labelled test images: each region is outlined in the colour of the rule "

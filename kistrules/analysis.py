@@ -1,9 +1,12 @@
-"""Logic warnings (W101-W107), exact under the language's min/max semantics.
+"""Logic warnings (W101-W108, W110, W111), exact under the language's min/max semantics.
 
-`analyse` runs on a rulebook that has no errors. Every warning is decided by
-interval arithmetic on the membership functions (`kistrules.intervals`), not
-by sampling, so a rule that misses the threshold by 1e-9 is caught and one
-that reaches it exactly is not.
+`analyse` runs on a rulebook that has no errors, over its rules as resolved:
+named conditions written out (`kistrules.definitions`), raw sets divided by
+their scales. Every warning is decided by interval arithmetic on the
+membership functions (`kistrules.intervals`), not by sampling, so a rule that
+misses the threshold by 1e-9 is caught and one that reaches it exactly is
+not. W111 (TV = alpha) names, for a conjunction, where each term is exactly
+1, in the property's raw units: only there can such a rule fire.
 
 Why W101 and W102 are exact. A rule gives TV * cond(v) for a region whose
 standardised properties are v in [0, 1]^P (one coordinate per property; the
@@ -48,8 +51,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
-from kistrules.ast import And, Not, Or, Rule, Rulebook, SetDef, Term, iter_terms
+from kistrules.ast import And, ClassDef, Not, Or, Rule, Rulebook, SetDef, Term, iter_terms
 from kistrules.builtins import PROPERTIES
+from kistrules.definitions import used_names
 from kistrules.diagnostics import Diagnostic, make
 from kistrules.formatter import format_number, format_term
 from kistrules.intervals import IntervalSet, level_set, support, term_truth_range
@@ -66,13 +70,15 @@ def analyse(rulebook: Rulebook) -> list[Diagnostic]:
     resolved = resolve(rulebook)
     diagnostics: list[Diagnostic] = []
     always_zero = set()
-    for rule in rulebook.rules:
+    for rule in resolved.rules:  # named conditions written out (`kistrules.definitions`)
         found = _reachability(resolved, rule)
         if any(d.code == "W102" for d in found):
             always_zero.add(id(rule))
         diagnostics.extend(found)
-    diagnostics.extend(_duplicates(rulebook, always_zero))
-    diagnostics.extend(_unused_sets(rulebook))
+    diagnostics.extend(_duplicates(resolved.rules, always_zero))
+    diagnostics.extend(_unused_sets(resolved))
+    diagnostics.extend(_unused_definitions(rulebook))
+    diagnostics.extend(_unconcluded_classes(rulebook))
     diagnostics.extend(_coverage(rulebook, resolved))
     diagnostics.extend(_implicit_scales(rulebook, resolved))
     return sorted(diagnostics, key=Diagnostic.sort_key)
@@ -289,7 +295,50 @@ def _reachability(resolved: ResolvedRulebook, rule: Rule) -> list[Diagnostic]:
                 hint=_limiting_hint(node, alpha / tv),
             )
         ]
+    if 0.0 < alpha < 1.0 and tv == alpha:  # alpha = 1 asks for 1 of every rule
+        return [_only_at_one(resolved, rule, node)]
     return []
+
+
+def _only_at_one(resolved: ResolvedRulebook, rule: Rule, node: _Nnf) -> Diagnostic:
+    """W111: TV = alpha, so the rule fires only where its condition is exactly 1."""
+    alpha = _num(resolved.threshold)
+    conjuncts = _conjuncts(node)
+    if conjuncts is not None:
+        plateaus = "; ".join(_plateau(resolved, lit) for lit in conjuncts)
+        where = f"every term is exactly 1 ({plateaus})"
+    else:
+        where = "its condition is exactly 1"
+    truth = rule.truth
+    return make(
+        "W111",
+        f"{_rule_ref(rule)} fires only where {where}: its truth value equals the threshold {alpha}",
+        _rule_anchor(rule) if truth is None else truth.span,
+        label="equals the threshold",
+        hint=f"raise the truth value above {alpha} (with 1, the rule fires from a condition of "
+        f"{alpha}) or lower the threshold; if meant, say why beside # kist: ignore[W111]",
+    )
+
+
+def _plateau(resolved: ResolvedRulebook, lit: _Literal) -> str:
+    """Where a term is exactly 1, in the property's raw units: `gray <= 51`."""
+    gamma = resolved.scales[lit.property]
+    where = []
+    for i in _level_set(lit.mf, lit.hedges, lit.negated, 1.0, False):
+        lo, hi = f"{i.lo * gamma:.4g}", f"{i.hi * gamma:.4g}"
+        above = f"{lit.property} {'>=' if i.lo_closed else '>'} {lo}"
+        below = f"{lit.property} {'<=' if i.hi_closed else '<'} {hi}"
+        if i.lo == i.hi:
+            where.append(f"{lit.property} = {lo}")
+        elif i.lo <= 0.0 and i.hi >= 1.0:
+            where.append(f"any {lit.property}")
+        elif i.lo <= 0.0:
+            where.append(below)
+        elif i.hi >= 1.0:
+            where.append(above)
+        else:
+            where.append(f"{lo} {'<=' if i.lo_closed else '<'} {below}")
+    return f"`{_literal_text(lit)}`: " + (" or ".join(where) or "nowhere")
 
 
 def _decided(question: Callable[[], bool]) -> bool:
@@ -414,22 +463,23 @@ def _where(rule: Rule) -> str:
     return f"{_rule_ref(rule)} (line {rule.span.line})"
 
 
-def _duplicates(rulebook: Rulebook, skip: set[int]) -> list[Diagnostic]:
+def _duplicates(all_rules: Iterable[Rule], skip: set[int]) -> list[Diagnostic]:
     """W103 and W104, by hashing: linear in the rules (times 2^terms for subsets)."""
-    rules = [r for r in rulebook.rules if id(r) not in skip]
+    rules = [r for r in all_rules if id(r) not in skip]
     order = {id(r): i for i, r in enumerate(rules)}
     canon = {id(r): _canonical(r.condition) for r in rules}
+    # Only rules of one conclusion compare: a rule for another class raises another grade.
     by_canon: dict[tuple, list[Rule]] = {}
-    by_terms: dict[frozenset[tuple], list[Rule]] = {}
+    by_terms: dict[tuple[str, frozenset[tuple]], list[Rule]] = {}
     for r in rules:
-        by_canon.setdefault(canon[id(r)], []).append(r)
+        by_canon.setdefault((r.concludes, canon[id(r)]), []).append(r)
         terms = _term_set(canon[id(r)])
         if terms is not None:
-            by_terms.setdefault(terms, []).append(r)
+            by_terms.setdefault((r.concludes, terms), []).append(r)
     out = []
     for rule in rules:
         tv = rule.truth_value
-        same = by_canon[canon[id(rule)]]
+        same = by_canon[(rule.concludes, canon[id(rule)])]
         first = next((o for o in same if o.truth_value == tv), rule)
         if first is not rule:  # an earlier copy with the same truth value
             out.append(
@@ -449,16 +499,40 @@ def _duplicates(rulebook: Rulebook, skip: set[int]) -> list[Diagnostic]:
         terms = _term_set(canon[id(rule)])
         if terms is None or len(terms) < 2:
             continue
+        kind = rule.concludes
         candidates = (
-            (o for sub in _proper_subsets(terms) for o in by_terms.get(sub, ()))
+            (o for sub in _proper_subsets(terms) for o in by_terms.get((kind, sub), ()))
             if len(terms) <= _MAX_SUBSET_TERMS
-            else (o for key, group in by_terms.items() if key < terms for o in group)
+            else (
+                o
+                for (of, key), group in by_terms.items()
+                if of == kind and key < terms
+                for o in group
+            )
         )
         better = [o for o in candidates if o.truth_value >= tv]
         if better:
             other = min(better, key=lambda o: order[id(o)])
             out.append(_subsumed(rule, other, "its terms include all of that rule's"))
     return out
+
+
+def _unconcluded_classes(rulebook: Rulebook) -> Iterator[Diagnostic]:
+    """W108: a declared class that no rule concludes (only `anomalous` rules grade it)."""
+    concluded = {rule.concludes for rule in rulebook.rules}
+    reported = set()
+    for statement in rulebook.statements:
+        for name in statement.names if isinstance(statement, ClassDef) else ():
+            if name.name in concluded or name.name in reported:
+                continue
+            reported.add(name.name)
+            yield make(
+                "W108",
+                f'no rule concludes class "{name.name}"',
+                name.span,
+                label="never concluded",
+                hint=f"write a rule ending THEN {name.name}, or delete the class",
+            )
 
 
 def _proper_subsets(terms: frozenset[tuple]) -> Iterator[frozenset[tuple]]:
@@ -493,9 +567,12 @@ def _set_name_span(definition: SetDef) -> Span:
     return _join(definition.property.span, definition.name.span)
 
 
-def _unused_sets(rulebook: Rulebook) -> list[Diagnostic]:
-    defined = rulebook.sets
-    uses = {(t.property.name, t.set.name) for r in rulebook.rules for t in iter_terms(r.condition)}
+def _unused_sets(resolved: ResolvedRulebook) -> list[Diagnostic]:
+    defined = resolved.source.sets
+    # a set used only by an unused `define` counts as used: W110 reports the define
+    conditions = [r.condition for r in resolved.rules]
+    conditions += [d.condition for d in resolved.source.definitions.values()]
+    uses = {(t.property.name, t.set.name) for c in conditions for t in iter_terms(c)}
     out = []
     for qualified, definition in defined.items():
         name = definition.name.name
@@ -524,6 +601,24 @@ def _unused_sets(rulebook: Rulebook) -> list[Diagnostic]:
     return out
 
 
+# --- W110 -------------------------------------------------------------------------
+
+
+def _unused_definitions(rulebook: Rulebook) -> list[Diagnostic]:
+    used = used_names(rulebook)
+    return [
+        make(
+            "W110",
+            f"condition {name!r} is defined but never used",
+            definition.name.span,
+            label="never used",
+            hint="use it in a rule (IF " + name + " AND ...) or delete the definition",
+        )
+        for name, definition in rulebook.definitions.items()
+        if name not in used
+    ]
+
+
 # --- W106 -------------------------------------------------------------------------
 
 
@@ -535,9 +630,9 @@ def uncovered(rulebook: Rulebook, prop: str) -> IntervalSet:
     return IntervalSet(i for i in covered.complement() if i.hi > i.lo)
 
 
-def _first_use(rulebook: Rulebook, prop: str) -> Term:
+def _first_use(resolved: ResolvedRulebook, prop: str) -> Term:
     return next(
-        t for r in rulebook.rules for t in iter_terms(r.condition) if t.property.name == prop
+        t for r in resolved.rules for t in iter_terms(r.condition) if t.property.name == prop
     )
 
 
@@ -548,7 +643,7 @@ def _coverage(rulebook: Rulebook, resolved: ResolvedRulebook) -> list[Diagnostic
         if gaps.is_empty:
             continue
         family = sets_for_property(rulebook, prop)
-        span = _gap_anchor(rulebook, prop, gaps, family) or _first_use(rulebook, prop).span
+        span = _gap_anchor(rulebook, prop, gaps, family) or _first_use(resolved, prop).span
         out.append(
             make(
                 "W106",
@@ -588,19 +683,24 @@ def _gap_anchor(
 
 
 def _implicit_scales(rulebook: Rulebook, resolved: ResolvedRulebook) -> Iterable[Diagnostic]:
-    for prop in resolved.properties:
-        if prop in resolved.explicit_scales:
-            continue
-        info = PROPERTIES[prop]
-        gamma = _num(info.default_scale)
-        yield make(
-            "W107",
-            f"property {prop!r} has no scale: it uses the default gamma {gamma} ({info.unit})",
-            _first_use(rulebook, prop).property.span,
-            label="no explicit scale",
-            hint=f"write `scale {prop} = {gamma}` to make it explicit; v' = clip({prop} / "
-            f"{gamma}, 0, 1), so {prop} = {_num(0.8 * info.default_scale)} reads as 0.8",
-        )
+    """One W107 (opt-in) naming every used property without a `scale` line."""
+    missing = [p for p in resolved.properties if p not in resolved.explicit_scales]
+    if not missing:
+        return
+    defaults = [(p, _num(PROPERTIES[p].default_scale)) for p in missing]
+    listed = ", ".join(f"{p} {gamma} ({PROPERTIES[p].unit})" for p, gamma in defaults)
+    lines = "; ".join(f"`scale {p} = {gamma}`" for p, gamma in defaults)
+    first, gamma = defaults[0]
+    yield make(
+        "W107",
+        f"{len(missing)} propert{'y has' if len(missing) == 1 else 'ies have'} no scale and "
+        f"use{'s' if len(missing) == 1 else ''} the default gamma: {listed}",
+        _first_use(resolved, first).property.span,
+        label="no explicit scale",
+        hint=f"write {lines} to make {'it' if len(missing) == 1 else 'them'} explicit; "
+        f"v' = clip({first} / {gamma}, 0, 1), so `{first} is high` is fully true from "
+        f"{first} = {_num(0.8 * PROPERTIES[first].default_scale)}",
+    )
 
 
 __all__ = ["MAX_BOXES", "analyse", "best_truth", "reaches", "uncovered"]

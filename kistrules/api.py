@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_right
+from collections.abc import Iterable
 from pathlib import Path
 
 from kistrules.analysis import analyse
-from kistrules.ast import Rulebook
-from kistrules.checker import check_names
-from kistrules.diagnostics import CODES, Diagnostic
+from kistrules.ast import Comment, Rulebook
+from kistrules.checker import check_has_rules, check_names
+from kistrules.diagnostics import CODES, Diagnostic, make
 from kistrules.errors import RulebookError, UsageError
 from kistrules.files import open_regular
 from kistrules.parser import decode, parse_detailed
@@ -72,13 +73,18 @@ def check(text_or_path: str | os.PathLike[str]) -> list[Diagnostic]:
     return diagnostics
 
 
-def check_file(path: str | os.PathLike[str]) -> tuple[str | None, list[Diagnostic]]:
-    """A file's text (None if not UTF-8) and its diagnostics; the CLI renders both."""
+def check_file(
+    path: str | os.PathLike[str], *, enable: Iterable[str] = ()
+) -> tuple[str | None, list[Diagnostic]]:
+    """A file's text (None if not UTF-8) and its diagnostics; the CLI renders both.
+
+    `enable` names opt-in codes to report too (see `diagnose`).
+    """
     data = read_rulebook(path)
     text, problem = decode(data, str(path))
     if text is None:
         return None, [problem] if problem else []
-    return text, diagnose(text, str(path))[1]
+    return text, diagnose(text, str(path), enable=enable)[1]
 
 
 # Real rulebooks are a few kB; 1 MiB holds ~15,000 rules and checks in a few seconds.
@@ -110,12 +116,15 @@ def read_rulebook(path: str | os.PathLike[str]) -> bytes:
         raise UsageError(f"{os.fspath(path)}: cannot read ({err.strerror or err})") from None
 
 
-def diagnose(text: str | bytes, path: str = "<string>") -> tuple[Rulebook | None, list[Diagnostic]]:
+def diagnose(
+    text: str | bytes, path: str = "<string>", *, enable: Iterable[str] = ()
+) -> tuple[Rulebook | None, list[Diagnostic]]:
     """The rulebook (partial after syntax errors, None if not decodable) and all diagnostics.
 
-    Order of passes: syntax (E001), names and ranges (E002-E015), then, only
+    Order of passes: syntax (E001), names and ranges (E002-E027), then, only
     when there is no error, the interval warnings (W1xx); then the file's
-    `# kist: ignore[...]` comments apply, and the result is sorted.
+    `# kist: ignore[...]` comments apply, and the result is sorted. Opt-in
+    codes (`CodeInfo.opt_in`, W107) are reported only when `enable` names them.
     """
     if isinstance(text, bytes):
         decoded, problem = decode(text, path)
@@ -125,21 +134,34 @@ def diagnose(text: str | bytes, path: str = "<string>") -> tuple[Rulebook | None
     result = parse_detailed(text, path)
     rulebook = result.rulebook
     diagnostics = list(result.diagnostics)
-    diagnostics += check_names(rulebook, assume_sets=result.damaged_sets)
+    diagnostics += check_names(
+        rulebook,
+        assume_sets=result.damaged_sets,
+        assume_conditions=result.damaged_conditions,
+    )
+    if not result.diagnostics:  # a statement lost to a syntax error may be the rule
+        diagnostics += check_has_rules(rulebook)
     if not any(d.severity == "error" for d in diagnostics):
-        diagnostics += analyse(rulebook)
+        enabled = {code.upper() for code in enable}
+        diagnostics += [
+            d for d in analyse(rulebook) if not CODES[d.code].opt_in or d.code in enabled
+        ]
     diagnostics = apply_ignore_comments(rulebook, diagnostics)
     diagnostics.sort(key=Diagnostic.sort_key)
     return rulebook, diagnostics
 
 
 def apply_ignore_comments(rulebook: Rulebook, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """Drop diagnostics silenced by a `# kist: ignore[CODE, ...]` comment on one of their lines.
+    """Drop the warnings silenced by a `# kist: ignore[CODE, ...]` comment on one of their lines.
 
     A statement may span several lines; a comment on any line of the
-    diagnostic's span, or of the statement that holds it, counts.
+    diagnostic's span, or of the statement that holds it, counts. Errors are
+    never dropped: a rulebook with one cannot be used, and a silenced error
+    only crashed a later command. A comment naming an error code is itself
+    reported (E027), once per code, at the code.
     """
-    ignored: dict[int, set[str] | None] = {}  # line -> codes (None = every code)
+    ignored: dict[int, set[str] | None] = {}  # line -> codes (None = every warning)
+    refused: list[Diagnostic] = []
     for comment in rulebook.comments:
         match = _IGNORE.search(comment.text)
         if match is None:
@@ -148,11 +170,16 @@ def apply_ignore_comments(rulebook: Rulebook, diagnostics: list[Diagnostic]) -> 
         if match.group(1) is None:
             ignored[line] = None
             continue
-        codes = {c.strip().upper() for c in match.group(1).split(",") if c.strip()}
+        codes = set()
+        for code in re.finditer(r"[^,\s]+", match.group(1)):
+            name = code.group().upper()
+            codes.add(name)
+            if name.startswith("E"):
+                refused.append(_unignorable(comment, match.start(1) + code.start(), name))
         if ignored.get(line, set()) is not None:
             ignored[line] = ignored.get(line, set()) | codes
     if not ignored:
-        return diagnostics
+        return diagnostics + refused
     spans = [s.span for s in rulebook.statements]  # in file order
     starts = [span.start for span in spans]
     kept = []
@@ -162,12 +189,34 @@ def apply_ignore_comments(rulebook: Rulebook, diagnostics: list[Diagnostic]) -> 
         if i >= 0 and d.span.start < spans[i].end:  # the enclosing statement's lines count too
             first, last = min(first, spans[i].line), max(last, spans[i].end_line)
         lines = range(first, last + 1)
-        if any(
+        if d.severity == "warning" and any(
             line in ignored and (ignored[line] is None or d.code in ignored[line]) for line in lines
         ):
             continue
         kept.append(d)
-    return kept
+    return kept + refused
+
+
+def _unignorable(comment: Comment, offset: int, code: str) -> Diagnostic:
+    """E027 at `code`, written `offset` characters into a (one-line) comment."""
+    start = comment.span.start + offset
+    column = comment.span.column + offset
+    span = comment.span.model_copy(
+        update={
+            "start": start,
+            "end": start + len(code),
+            "column": column,
+            "end_line": comment.span.line,
+            "end_column": column + len(code),
+        }
+    )
+    return make(
+        "E027",
+        f"{code} is an error code: only warnings may be ignored",
+        span,
+        label="cannot be ignored",
+        hint="fix the error instead; later commands refuse a rulebook with errors",
+    )
 
 
 def select_codes(
@@ -188,6 +237,11 @@ def select_codes(
         for d in diagnostics
         if (not select or d.code.startswith(tuple(select))) and not d.code.startswith(tuple(ignore))
     ]
+
+
+def opt_in_codes(select: list[str] | None) -> set[str]:
+    """The opt-in codes (W107) that `select` names in full: only those turn them on."""
+    return {p for p in validate_codes(select or []) if p in CODES and CODES[p].opt_in}
 
 
 def validate_codes(prefixes: list[str]) -> list[str]:

@@ -48,12 +48,15 @@ class MembershipCall(Node):
     """`trapezoid(a, b, c, d)`, `triangle(a, b, c)` or `gaussian(mean, sigma)`.
 
     `function` is whatever name was written; the checker validates it and the
-    arity, so a typo gets a did-you-mean instead of a syntax error.
+    arity, so a typo gets a did-you-mean instead of a syntax error. `raw`
+    (`raw trapezoid(30, 60, 1200, 1500)`): the parameters are in the
+    property's own units, divided by its scale when the set is resolved.
     """
 
     kind: Literal["membership"] = "membership"
     function: Identifier
     args: tuple[Number, ...]
+    raw: bool = False
 
 
 # --- statements -------------------------------------------------------------
@@ -87,6 +90,13 @@ class SetDef(Node):
         return f"{self.property.name}.{self.name.name}" if self.property else self.name.name
 
 
+class ClassDef(Node):
+    """`class NAME, NAME ...`: defect classes that rules may conclude (in declaration order)."""
+
+    kind: Literal["class"] = "class"
+    names: tuple[Identifier, ...]
+
+
 class ThresholdDef(Node):
     """`threshold NUMBER`: the anomaly-grade threshold alpha."""
 
@@ -111,6 +121,13 @@ class Term(Node):
     set: Identifier
 
 
+class ConditionRef(Node):
+    """A defined condition used by its name: `dark_spot` in `IF dark_spot AND ...`."""
+
+    kind: Literal["reference"] = "reference"
+    name: Identifier
+
+
 class Not(Node):
     kind: Literal["not"] = "not"
     operand: Condition
@@ -130,21 +147,43 @@ class Or(Node):
     operands: tuple[Condition, ...]
 
 
-Condition = Annotated[Term | Not | And | Or, Field(discriminator="kind")]
+Condition = Annotated[Term | ConditionRef | Not | And | Or, Field(discriminator="kind")]
+
+
+class Define(Node):
+    """`define NAME = CONDITION`: a condition named once and used by name in others.
+
+    Kept as written here; `kistrules.definitions` writes the names out for
+    the scorer and the analysis.
+    """
+
+    kind: Literal["define"] = "define"
+    name: Identifier
+    condition: Condition
+
+
+ANY_CLASS = "anomalous"  # what `THEN anomalous` concludes: a defect of any class
 
 
 class Rule(Node):
     """`rule NAME: IF COND THEN anomalous (TV)`; name and TV are optional.
 
     `position` is the rule's 1-based place among the rulebook's rules, which
-    names an unnamed rule (`rule 3`).
+    names an unnamed rule (`rule 3`). `conclusion` is the class after THEN, or
+    None for `anomalous` (any class).
     """
 
     kind: Literal["rule"] = "rule"
     label: Identifier | None = None
     condition: Condition
+    conclusion: Identifier | None = None
     truth: Number | None = None
     position: int
+
+    @property
+    def concludes(self) -> str:
+        """The class the rule concludes: a declared class's name, or `anomalous`."""
+        return self.conclusion.name if self.conclusion is not None else ANY_CLASS
 
     @property
     def name(self) -> str:
@@ -156,7 +195,8 @@ class Rule(Node):
 
 
 Statement = Annotated[
-    RulebookName | ScaleDef | SetDef | ThresholdDef | Rule, Field(discriminator="kind")
+    RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Define | Rule,
+    Field(discriminator="kind"),
 ]
 
 
@@ -207,6 +247,17 @@ class Rulebook(Node):
         return {s.qualified_name: s for s in self.statements if isinstance(s, SetDef)}
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """Declared class names in declaration order, each once (empty: no `class` line)."""
+        names = (i.name for s in self.statements if isinstance(s, ClassDef) for i in s.names)
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def definitions(self) -> dict[str, Define]:
+        """Named conditions, keyed by name."""
+        return {s.name.name: s for s in self.statements if isinstance(s, Define)}
+
+    @property
     def threshold(self) -> float:
         values = [s.value.value for s in self.statements if isinstance(s, ThresholdDef)]
         return values[-1] if values else DEFAULT_THRESHOLD
@@ -215,14 +266,18 @@ class Rulebook(Node):
 Not.model_rebuild()
 And.model_rebuild()
 Or.model_rebuild()
+Define.model_rebuild()
 Rule.model_rebuild()
 Rulebook.model_rebuild()
 
 
-def iter_terms(condition: Term | Not | And | Or):
-    """Every term of a condition, left to right."""
+def iter_terms(condition: Term | ConditionRef | Not | And | Or):
+    """Every term of a condition as written, left to right (a defined name's terms are
+    not included: `kistrules.definitions.expand` writes them out)."""
     if isinstance(condition, Term):
         yield condition
+    elif isinstance(condition, ConditionRef):
+        return
     elif isinstance(condition, Not):
         yield from iter_terms(condition.operand)
     else:

@@ -153,6 +153,6 @@ BUILTIN_SETS: dict[str, tuple[str, tuple[float, ...]]] = {
 HEDGES: dict[str, float] = {"very": 2.0, "somewhat": 0.5}
 
 KEYWORDS = (
-    "rulebook", "scale", "set", "threshold", "rule", "if", "then", "anomalous",
-    "and", "or", "not", "is",
+    "rulebook", "class", "scale", "set", "threshold", "rule", "if", "then", "anomalous",
+    "and", "or", "not", "is", "define", "raw",
 )  # fmt: skip

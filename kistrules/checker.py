@@ -12,6 +12,10 @@ import math
 from collections.abc import Iterable, Sequence
 
 from kistrules.ast import (
+    ANY_CLASS,
+    ClassDef,
+    ConditionRef,
+    Define,
     Identifier,
     MembershipCall,
     Number,
@@ -21,9 +25,20 @@ from kistrules.ast import (
     ScaleDef,
     SetDef,
     ThresholdDef,
-    iter_terms,
 )
 from kistrules.builtins import BUILTIN_SETS, HEDGES, MEMBERSHIP_FUNCTIONS, PROPERTIES
+from kistrules.definitions import (
+    MAX_EXPANDED_DEPTH,
+    MAX_EXPANDED_TERMS,
+    MAX_TOTAL_TERMS,
+    Size,
+    condition_size,
+    definition_sizes,
+    dependency_order,
+    leaves,
+    references,
+    too_large,
+)
 from kistrules.diagnostics import Diagnostic, make
 from kistrules.resolve import sets_for_property
 
@@ -77,19 +92,26 @@ def _q(value: str) -> str:
 
 
 def check_names(
-    rulebook: Rulebook, *, assume_sets: frozenset[str] = frozenset()
+    rulebook: Rulebook,
+    *,
+    assume_sets: frozenset[str] = frozenset(),
+    assume_conditions: frozenset[str] = frozenset(),
 ) -> list[Diagnostic]:
-    """Every error (E002-E013, E015) in a parsed rulebook, in file order.
+    """Every error (E002-E013, E015, E016, E020-E025) in a parsed rulebook, in file order.
 
     Args:
         rulebook: the parser's output (possibly partial after syntax errors).
         assume_sets: set names to treat as defined: those whose `set` line did
             not parse, so that one syntax error does not cascade into E003s.
+        assume_conditions: the same for `define` lines (no E020 for their names).
     """
     out: list[Diagnostic] = []
     _check_numbers(rulebook, out)
     _check_duplicates(rulebook, out)
     usable: dict[str, list[str]] = {}  # property -> its set names, computed once each
+    classes = rulebook.classes
+    declared = frozenset(classes)
+    refs: list[ConditionRef] = []  # defined names used, found with the terms
     for statement in rulebook.statements:
         if isinstance(statement, ScaleDef):
             _check_property(statement.property, out)
@@ -117,13 +139,48 @@ def check_names(
                     )
                 )
         elif isinstance(statement, SetDef):
-            if statement.property is not None:
-                _check_property(statement.property, out)
-            _check_membership(statement.function, out)
+            known = statement.property is None or _check_property(statement.property, out)
+            if _check_membership(statement.function, out) and known:
+                _check_set_range(rulebook, statement, out)
+        elif isinstance(statement, Define):
+            if statement.name.name in PROPERTIES:
+                out.append(
+                    make(
+                        "E022",
+                        f"a condition cannot be named {_q(statement.name.text)}: it is a property",
+                        statement.name.span,
+                        label="a property's name",
+                        hint=f"choose another name, e.g. {statement.name.name}_defect",
+                    )
+                )
+            _check_terms(rulebook, statement.condition, assume_sets, usable, refs, out)
         elif isinstance(statement, Rule):
-            _check_rule(rulebook, statement, assume_sets, usable, out)
+            _check_rule(rulebook, statement, assume_sets, usable, refs, out)
+            _check_conclusion(statement, classes, declared, out)
+    _check_references(rulebook, refs, assume_conditions, out)
+    _check_definitions(rulebook, out)
     out.sort(key=Diagnostic.sort_key)
     return out
+
+
+def check_has_rules(rulebook: Rulebook) -> list[Diagnostic]:
+    """E026 when the file holds no rule: it would grade nothing, and every later
+    command would fail on it. The caller skips it after a syntax error (the
+    statement lost may be the rule)."""
+    if rulebook.rules:
+        return []
+    start = rulebook.span.model_copy(
+        update={"end": 0, "end_line": 1, "end_column": 1, "start": 0, "line": 1, "column": 1}
+    )
+    return [
+        make(
+            "E026",
+            "the rulebook has no rules",
+            start,
+            label="no rule in this file",
+            hint="add one, e.g. IF gray is low THEN anomalous",
+        )
+    ]
 
 
 def _check_property(ident: Identifier, out: list[Diagnostic]) -> bool:
@@ -141,7 +198,8 @@ def _check_property(ident: Identifier, out: list[Diagnostic]) -> bool:
     return False
 
 
-def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
+def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> bool:
+    """E012, E007, E009, E008 for a membership call; True when it has none of them."""
     name = call.function.name
     if name not in MEMBERSHIP_FUNCTIONS:
         out.append(
@@ -153,7 +211,7 @@ def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
                 **_hint(name, list(MEMBERSHIP_FUNCTIONS), "functions"),
             )
         )
-        return
+        return False
     params = MEMBERSHIP_FUNCTIONS[name]
     args = call.args
     if len(args) != len(params):
@@ -166,9 +224,9 @@ def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
                 hint=f"write {name}({', '.join(params)})",
             )
         )
-        return
+        return False
     if not all(math.isfinite(a.value) for a in args):
-        return  # E015 already said so
+        return False  # E015 already said so
     if name == "gaussian":
         sigma = args[1]
         if sigma.value <= 0:
@@ -181,7 +239,8 @@ def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
                     hint="sigma is the width of the bell",
                 )
             )
-        return
+            return False
+        return True
     for i in range(1, len(args)):
         if args[i].value < args[i - 1].value:
             order = " <= ".join(params)
@@ -195,7 +254,8 @@ def _check_membership(call: MembershipCall, out: list[Diagnostic]) -> None:
                     hint=f"in order: {name}({', '.join(_in_order(args))})",
                 )
             )
-            return
+            return False
+    return True
 
 
 def _in_order(args: tuple[Number, ...]) -> list[str]:
@@ -207,6 +267,7 @@ def _check_rule(
     rule: Rule,
     assume_sets: frozenset[str],
     usable: dict[str, list[str]],
+    refs: list[ConditionRef],
     out: list[Diagnostic],
 ) -> None:
     truth = rule.truth
@@ -220,7 +281,23 @@ def _check_rule(
                 hint="1 = certain; 0.8 = fairly sure; leave it out for 1",
             )
         )
-    for term in iter_terms(rule.condition):
+    _check_terms(rulebook, rule.condition, assume_sets, usable, refs, out)
+
+
+def _check_terms(
+    rulebook: Rulebook,
+    condition,
+    assume_sets: frozenset[str],
+    usable: dict[str, list[str]],
+    refs: list[ConditionRef],
+    out: list[Diagnostic],
+) -> None:
+    """E002, E013 and E003 for the terms of a rule's or a definition's condition; its
+    defined names go to `refs`, for `_check_references`."""
+    for term in leaves(condition):
+        if isinstance(term, ConditionRef):
+            refs.append(term)
+            continue
         known = _check_property(term.property, out)
         for hedge in term.hedges:
             if hedge.name not in HEDGES:
@@ -259,6 +336,208 @@ def _check_rule(
                 **hint,
             )
         )
+
+
+def _check_conclusion(
+    rule: Rule, classes: tuple[str, ...], declared: frozenset[str], out: list[Diagnostic]
+) -> None:
+    """E016: a rule concludes a class that no `class` line declares."""
+    conclusion = rule.conclusion
+    if conclusion is None or conclusion.name in declared:
+        return
+    guess = did_you_mean(conclusion.name, [*classes, ANY_CLASS])
+    if guess is not None:
+        hint = {"hint": f'did you mean "{guess}"?', "replacement": guess}
+    elif classes:
+        hint = {"hint": "declared classes: " + ", ".join(classes) + f", or {ANY_CLASS} (any)"}
+    else:
+        hint = {"hint": f"declare it first: class {conclusion.name}"}
+    out.append(
+        make(
+            "E016",
+            f"unknown class {_q(conclusion.text)}",
+            conclusion.span,
+            label="not declared by a class line",
+            **hint,
+        )
+    )
+
+
+def _scale(rulebook: Rulebook, prop: str) -> float | None:
+    """The gamma a property's raw sets are divided by; None when its `scale` line is wrong."""
+    lines = [s for s in rulebook.statements if isinstance(s, ScaleDef) and s.property.name == prop]
+    if not lines:
+        return PROPERTIES[prop].default_scale
+    value = lines[-1].value.value
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _number(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _check_set_range(rulebook: Rulebook, definition: SetDef, out: list[Diagnostic]) -> None:
+    """E025 for a raw set without a property; E024 for a breakpoint outside [0, 1]
+    once standardised (a raw one divided by its property's scale)."""
+    call, prop = definition.function, definition.property
+    name = call.function.name
+    if call.raw and prop is None:
+        raw = call.span.model_copy(
+            update={"end": call.span.start + 3, "end_line": call.span.line,
+                    "end_column": call.span.column + 3}
+        )  # fmt: skip
+        out.append(
+            make(
+                "E025",
+                f"set {_q(definition.qualified_name)} is raw but belongs to no property: "
+                "its unit is unknown",
+                raw,
+                label="raw, but in which unit?",
+                hint=f"write it for one property (set PROPERTY.{definition.name.name} = raw "
+                f"{name}(...)) or in standardised values in [0, 1]",
+            )
+        )
+        return
+    gamma = 1.0
+    if call.raw and prop is not None:
+        found = _scale(rulebook, prop.name)
+        if found is None:
+            return  # E006 / E015 at the scale already
+        gamma = found
+    positions = (0,) if name == "gaussian" else range(len(call.args))
+    bad = next((i for i in positions if not 0.0 <= call.args[i].value / gamma <= 1.0), None)
+    if bad is None:
+        return
+    arg = call.args[bad]
+    param = MEMBERSHIP_FUNCTIONS[name][bad]
+    qualified = _q(definition.qualified_name)
+    if call.raw and prop is not None:
+        unit = PROPERTIES[prop.name].unit
+        where = f"{prop.name} = {_number(gamma)}"
+        message = (
+            f"set {qualified}: raw {param} = {arg.text} ({unit}) reads "
+            f"{_number(arg.value / gamma)} with the scale {where}, outside [0, 1]"
+        )
+        if arg.value > gamma:
+            top = max(a.value for a in call.args)
+            hint = (
+                f"every {prop.name} above the scale {_number(gamma)} reads 1: raise it to at "
+                f"least {_number(top)} (scale {prop.name} = {_number(top)}) or lower the "
+                "parameter"
+            )
+        else:
+            hint = f"standardised values start at 0: no {prop.name} reads below 0"
+    else:
+        message = f"set {qualified}: {param} = {arg.text} is outside [0, 1], where sets live"
+        if prop is None:
+            hint = (
+                "sets are written in standardised values v' = clip(v / gamma, 0, 1); to "
+                f"write a property's own units, make it that property's set: set "
+                f"PROPERTY.{definition.name.name} = raw {name}(...)"
+            )
+        else:
+            gamma = _scale(rulebook, prop.name) or PROPERTIES[prop.name].default_scale
+            written = ", ".join(a.text for a in call.args)
+            top = max(a.value for a in call.args)
+            rescale = f" with a scale of at least {_number(top)}" if top > gamma else ""
+            hint = (
+                f"sets are standardised ({prop.name} reads clip({prop.name} / {_number(gamma)}, "
+                f"0, 1)): write the parameters in [0, 1], or, if they are raw values "
+                f"({PROPERTIES[prop.name].unit}), mark the set raw{rescale}: "
+                f"set {definition.qualified_name} = raw {name}({written})"
+            )
+    out.append(make("E024", message, arg.span, label="outside [0, 1]", hint=hint))
+
+
+def _check_references(
+    rulebook: Rulebook, refs: list[ConditionRef], assume: frozenset[str], out: list[Diagnostic]
+) -> None:
+    """E020: a bare name in a condition that no `define` names."""
+    if not refs:
+        return
+    definitions = rulebook.definitions
+    known = list(definitions)
+    set_names = set(BUILTIN_SETS) | {s.name.name for s in _set_defs(rulebook)}
+    for ref in refs:
+        name = ref.name.name
+        if name in definitions or name in assume:
+            continue
+        if name in PROPERTIES:
+            hint = {"hint": f"a term reads {name} is SET, e.g. {name} is high"}
+        elif name in set_names:
+            hint = {"hint": f"{_q(name)} is a set; a term reads PROPERTY is {name}"}
+        elif known:
+            hint = _hint(name, known, "conditions")
+        else:
+            hint = {"hint": "name a condition first: define NAME = CONDITION"}
+        out.append(
+            make(
+                "E020",
+                f"unknown condition {_q(ref.name.text)}",
+                ref.name.span,
+                label="not a defined condition",
+                **hint,
+            )
+        )
+
+
+def _check_definitions(rulebook: Rulebook, out: list[Diagnostic]) -> None:
+    """E021 for each cycle of named conditions; E023 for expansions too large."""
+    definitions = rulebook.definitions
+    if not definitions:
+        return
+    order, cycles = dependency_order(definitions)
+    for cycle in cycles:
+        user, used = definitions[cycle[-2]], cycle[-1]
+        closing = next(r for r in references(user.condition) if r.name.name == used)
+        out.append(
+            make(
+                "E021",
+                f"condition {_q(used)} uses itself: {' -> '.join(cycle)}",
+                closing.name.span,
+                label="closes the cycle",
+                hint="a definition may use other names, but never itself through them",
+            )
+        )
+    sizes = definition_sizes(definitions, order)
+    oversized = {name for name, size in sizes.items() if too_large(size)}
+    for name in oversized:  # only where it starts: not again in each name using it
+        if not {r.name.name for r in references(definitions[name].condition)} & oversized:
+            span = definitions[name].name.span
+            out.append(_too_large(f"condition {_q(name)}", sizes[name], span))
+    total, reported = 0, False
+    for rule in rulebook.rules:
+        names = {r.name.name for r in references(rule.condition)}
+        size = condition_size(rule.condition, sizes)
+        if names and names <= set(sizes) and not names & oversized and too_large(size):
+            anchor = rule.label.span if rule.label is not None else rule.condition.span
+            out.append(_too_large(f"the condition of {rule.name}", size, anchor))
+        total += size.terms
+        if total > MAX_TOTAL_TERMS and not reported:
+            reported = True
+            out.append(
+                make(
+                    "E023",
+                    f"the rules hold more than {MAX_TOTAL_TERMS:,} terms once their names are "
+                    "written out",
+                    rule.label.span if rule.label is not None else rule.condition.span,
+                    label="the limit is passed here",
+                    hint="use named conditions that expand to fewer terms",
+                )
+            )
+
+
+def _too_large(what: str, size: Size, span) -> Diagnostic:
+    terms = f"more than {MAX_TOTAL_TERMS:,}" if size.terms > MAX_TOTAL_TERMS else f"{size.terms:,}"
+    terms += " term" if size.terms == 1 else " terms"
+    return make(
+        "E023",
+        f"{what} is {terms}, {size.depth} levels deep once its names are written out "
+        f"(at most {MAX_EXPANDED_TERMS:,} terms and {MAX_EXPANDED_DEPTH} levels)",
+        span,
+        label="too large once expanded",
+        hint="split it into several rules: the grade is the maximum over rules",
+    )
 
 
 def _set_defs(rulebook: Rulebook) -> list[SetDef]:
@@ -321,21 +600,44 @@ def _check_duplicates(rulebook: Rulebook, out: list[Diagnostic]) -> None:
                 (f"set {_q(statement.qualified_name)}"),
                 statement.name,
             )
+        elif isinstance(statement, Define):
+            key, what, node = (
+                f"define {statement.name.name}",
+                f"condition {_q(statement.name.name)}",
+                statement.name,
+            )
         elif isinstance(statement, ThresholdDef):
             key, what, node = "threshold", "threshold", statement.value
         elif isinstance(statement, RulebookName):
             key, what, node = "rulebook", "rulebook name", statement
+        elif isinstance(statement, ClassDef):
+            for name in statement.names:
+                key, what = f"class {name.name}", f"class {_q(name.name)}"
+                _duplicate(seen, key, what, name, out, "declare each class once")
+            continue
         else:  # pragma: no cover - every statement kind is handled above
             continue
-        if key in seen:
-            out.append(
-                make(
-                    "E010",
-                    f"{what} is already defined at line {seen[key]}",
-                    node.span,
-                    label="second definition",
-                    hint="keep one definition; the last one would silently win",
-                )
+        _duplicate(seen, key, what, node, out)
+
+
+def _duplicate(
+    seen: dict[str, int],
+    key: str,
+    what: str,
+    node: Identifier | Number | RulebookName,
+    out: list[Diagnostic],
+    hint: str = "keep one definition; the last one would silently win",
+) -> None:
+    """E010 for a second definition of `key`; else remember the line of the first."""
+    if key in seen:
+        out.append(
+            make(
+                "E010",
+                f"{what} is already defined at line {seen[key]}",
+                node.span,
+                label="second definition",
+                hint=hint,
             )
-        else:
-            seen[key] = node.span.line
+        )
+    else:
+        seen[key] = node.span.line

@@ -45,6 +45,8 @@ COMMANDS = (
     ("predict", "train", "predict_command"),
     ("evaluate", "train", "evaluate_command"),
     ("audit", "train", "audit_command"),
+    ("tune", "tune", "tune_command"),
+    ("suggest", "tune", "suggest_command"),
     ("report", "report", "report_command"),
     ("lsp", "lsp", "lsp_command"),
     ("version", "tools", "version"),

@@ -23,6 +23,10 @@ generated from text):
 4. Rule output TV * truth (eq. 4-6); grade = max over rules (eq. 7); the
    winner, the first rule reaching the grade, is derived from those on first
    use (`ScoreTrace.winner`).
+5. With declared classes, each class's grade, in the same pass: the max over
+   the rules concluding that class and those concluding `anomalous` (any
+   class), so the grade is the max over classes. A labelled region's class is
+   its winner's conclusion (`ScoreTrace.winner_class`).
 
 Regions run along the last dimension, so every op is a long vectorised loop.
 On a CPU the regions are processed in chunks whose temporaries fit in cache and
@@ -46,7 +50,7 @@ from typing import Any
 import torch
 
 from kistrules import membership
-from kistrules.ast import And, Not, Term
+from kistrules.ast import ANY_CLASS, And, Not, Term
 from kistrules.errors import DataError, KistrulesError
 from kistrules.formatter import format_term
 from kistrules.resolve import MembershipFunction, ResolvedRulebook, only_rule
@@ -79,6 +83,8 @@ class ScoreTrace:
     grade: torch.Tensor  # (N,) max over rules of TV * truth (eq. 4-7)
     rules: torch.Tensor  # (N, R) each rule's TV * truth, rulebook order
     fired: torch.Tensor  # (N,) bool, grade >= threshold (alpha)
+    classes: torch.Tensor  # (N, C) each declared class's grade (C = 0 without classes)
+    rule_class: torch.Tensor  # (R,) int64 index of each rule's class, -1 for `anomalous`
     standardised: dict[str, torch.Tensor] | None = None  # trace: v' per property
     terms: torch.Tensor | None = None  # trace: (N, K) each term's truth (hedges, not)
     limiting: torch.Tensor | None = None  # trace: (N, R) int64 index into terms
@@ -97,6 +103,12 @@ class ScoreTrace:
         rank = torch.arange(count, 0, -1, device=rules.device, dtype=rules.dtype)[:, None]
         score = torch.where(rules == self.grade, rank, 0.0).amax(0)
         return count - score.long()
+
+    @cached_property
+    def winner_class(self) -> torch.Tensor:
+        """(N,) int64, the class the winner concludes: an index into the scorer's
+        `class_names`, -1 when it concludes `anomalous` (the rulebook names no class)."""
+        return self.rule_class[self.winner]
 
 
 # --- the tensor program -------------------------------------------------------------
@@ -155,6 +167,18 @@ class _Builder:
             )
         )
         return _Leaf(len(self.terms) - 1)
+
+
+def _max_into(operands: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """`out` = the elementwise max of `operands`; 0 for none (rule outputs are >= 0)."""
+    if not operands:
+        return out.zero_()
+    if len(operands) == 1:
+        return out.copy_(operands[0])
+    torch.maximum(operands[0], operands[1], out=out)
+    for operand in operands[2:]:
+        torch.maximum(out, operand, out=out)
+    return out
 
 
 def _is_flat_and(program: _Program) -> bool:
@@ -237,6 +261,14 @@ class Scorer(torch.nn.Module):
         self.rule_names: tuple[str, ...] = resolved.rule_names
         self.threshold: float = float(resolved.threshold)
         self.dtype = dtype
+        self.class_names: tuple[str, ...] = tuple(resolved.classes)
+        self.rule_classes: tuple[str, ...] = tuple(r.concludes for r in resolved.rules)
+        # A class's grade: its own rules and those concluding `anomalous` (any class).
+        by_class: dict[str, list[int]] = {name: [] for name in (*self.class_names, ANY_CLASS)}
+        for r, conclusion in enumerate(self.rule_classes):
+            by_class[conclusion].append(r)
+        self._class_rules = tuple(tuple(by_class[name]) for name in self.class_names)
+        self._any_rules = tuple(by_class[ANY_CLASS])
 
         builder = _Builder(resolved)
         programs = [builder.build(rule.condition, i) for i, rule in enumerate(resolved.rules)]
@@ -312,6 +344,8 @@ class Scorer(torch.nn.Module):
         buffer("term_column", list(self._term_columns), torch.long)
         truth_values = [rule.truth_value for rule in resolved.rules]
         buffer("truth_value", [[tv] for tv in truth_values])
+        index = {name: c for c, name in enumerate(self.class_names)}
+        buffer("rule_class", [index.get(c, -1) for c in self.rule_classes], torch.long)
         self._weighted = any(tv != 1.0 for tv in truth_values)
 
         # A plain AND rule is a minimum chain over rows: of the column matrix, or,
@@ -514,6 +548,13 @@ class Scorer(torch.nn.Module):
             rules.mul_(self.truth_value)  # eq. 4: TV * truth, the probabilistic operator
         grade = torch.amax(rules, 0, out=out["grade"])  # eq. 7
         torch.ge(grade, self.threshold, out=out["fired"])  # while the chunk is in cache
+        if self.class_names:
+            classes = out["classes"]
+            general = [rules[r] for r in self._any_rules]  # those concluding `anomalous`
+            if len(general) > 1:  # their max, once for every class
+                general = [_max_into(general, work("any", grade.shape))]
+            for c, rows in enumerate(self._class_rules):
+                _max_into([rules[r] for r in rows] + general, classes[c])
         if trace:
             out["terms"].copy_(columns.index_select(0, self.term_column))
 
@@ -542,6 +583,7 @@ class Scorer(torch.nn.Module):
             "rules": torch.empty((len(self._programs), n), device=device, dtype=dtype),
             "grade": torch.empty(n, device=device, dtype=dtype),
             "fired": torch.empty(n, device=device, dtype=torch.bool),
+            "classes": torch.empty((len(self.class_names), n), device=device, dtype=dtype),
         }
         if trace:
             out["limiting"] = torch.empty((len(self._programs), n), device=device, dtype=torch.long)
@@ -571,6 +613,8 @@ class Scorer(torch.nn.Module):
             grade=out["grade"],
             rules=out["rules"].T,
             fired=out["fired"],
+            classes=out["classes"].T,
+            rule_class=self.rule_class,
             standardised=(
                 dict(zip(self.properties, out["standardised"].unbind(0), strict=True))
                 if trace

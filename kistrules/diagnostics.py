@@ -28,6 +28,9 @@ class CodeInfo:
     severity: Severity
     title: str
     explanation: str
+    # Off unless asked for by its full code (`check --select W107`): advice that a
+    # valid rulebook may well ignore, so it must not fail `--strict` by default.
+    opt_in: bool = False
 
 
 class Diagnostic(BaseModel):
@@ -68,8 +71,8 @@ CODES: dict[str, CodeInfo] = _codes(
             "found; the hint names the usual slip: a misspelt keyword (`THN` for `then`), a "
             "missing THEN, an unclosed parenthesis, a missing `=` in `scale`/`set`, a truth "
             "value without parentheses. Only the statement with the error is skipped: "
-            "checking resumes at the next statement keyword (rulebook, scale, set, threshold, "
-            "rule, IF), so each mistake is reported once.\n\n"
+            "checking resumes at the next statement keyword (rulebook, class, scale, set, "
+            "threshold, define, rule, IF), so each mistake is reported once.\n\n"
             '    IF gray is low THN anomalous    # error: did you mean "then"?\n'
             "    IF gray is low THEN anomalous   # fixed"
         ),
@@ -126,8 +129,9 @@ CODES: dict[str, CodeInfo] = _codes(
         "scale not positive",
         (
             "A scale (gamma) must be a positive number: a measured value v is standardised as "
-            "v' = clip(v / gamma, 0, 1), so gamma is the value that counts as fully "
-            "`high`.\n\n    scale gray = 0      # error\n    scale gray = 255    # fixed"
+            "v' = clip(v / gamma, 0, 1), so gamma is the raw value that reads as 1, the top "
+            "of the standardised range (the built-in `high` is fully true from 0.8 gamma).\n\n"
+            "    scale gray = 0      # error\n    scale gray = 255    # fixed"
         ),
     ),
     CodeInfo(
@@ -167,9 +171,11 @@ CODES: dict[str, CodeInfo] = _codes(
         "error",
         "duplicate definition",
         (
-            "The same scale, set, threshold or rulebook name is defined twice. Only one can "
-            "take effect, so keep one; the message names the line of the first definition. "
-            "`set low` and `set gray.low` are different sets and may both be defined."
+            "The same scale, set, named condition, threshold or rulebook name is defined "
+            "twice. Only one can take effect, so keep one; the message names the line of "
+            "the first definition. "
+            "`set low` and `set gray.low` are different sets and may both be defined. A class "
+            "declared twice (`class crack, crack`, or in two `class` lines) is reported too."
         ),
     ),
     CodeInfo(
@@ -222,6 +228,19 @@ CODES: dict[str, CodeInfo] = _codes(
         ),
     ),
     CodeInfo(
+        "E016",
+        "error",
+        "unknown class",
+        (
+            "A rule concludes a class (`THEN crack`) that no `class` line declares. Declare "
+            "the classes of defect first (`class blowhole, crack`), then conclude one of them "
+            "or `anomalous`, which is built in and means a defect of any class. The hint "
+            "suggests the closest declared class (or `anomalous`), else lists them.\n\n"
+            "    class blowhole, crack\n"
+            '    IF gray is low THEN crak (0.9)   # error: did you mean "crack"?'
+        ),
+    ),
+    CodeInfo(
         "W101",
         "warning",
         "rule can never reach the threshold",
@@ -256,11 +275,12 @@ CODES: dict[str, CodeInfo] = _codes(
         "duplicate rule",
         (
             "Two rules have the same condition (up to the order of AND/OR operands, "
-            "parentheses around chains of the same operator and repeated operands) and the "
-            "same truth value. The "
+            "parentheses around chains of the same operator and repeated operands), the "
+            "same truth value and the same conclusion (rules concluding different classes "
+            "raise different class grades). The "
             "second adds nothing; the warning points at it and names the first.\n\n    IF gray "
-            "is low AND area is high THEN anomalous (0.8)\n    IF area is high AND gray is low "
-            "THEN anomalous (0.8)   # warning: duplicate"
+            "is low AND area is high THEN anomalous (0.9)\n    IF area is high AND gray is low "
+            "THEN anomalous (0.9)   # warning: duplicate"
         ),
     ),
     CodeInfo(
@@ -273,8 +293,9 @@ CODES: dict[str, CodeInfo] = _codes(
             "are conjunctions of terms (AND only, or a single term), the subsumed rule's terms "
             "include all of the other's (min over more terms is never larger) and its truth "
             "value is no higher; also when the conditions are the same and the truth value is "
-            "lower.\n\n    IF gray is low THEN anomalous (0.9)\n    IF gray is low AND area is "
-            "high THEN anomalous (0.8)   # warning: subsumed"
+            "lower. Only rules with the same conclusion (`anomalous` or one class) "
+            "compare.\n\n    IF gray is low THEN anomalous (0.9)\n    IF gray is low AND area is "
+            "high THEN anomalous (0.85)   # warning: subsumed"
         ),
     ),
     CodeInfo(
@@ -310,13 +331,166 @@ CODES: dict[str, CodeInfo] = _codes(
         "warning",
         "property used without an explicit scale",
         (
-            "A property is used without a `scale` line, so it is standardised with its default "
-            "gamma (v' = clip(v / gamma, 0, 1); e.g. gray 255, area 1, shape 187.5). The sets "
-            "low, mid and high then mean fixed fractions of that default range, which may not "
-            "match the data: in the paper, gamma is chosen by the expert so that a value known "
-            "to be high reads as 0.8. Write the scale explicitly, even when it equals the "
-            "default.\n\n    IF gray is low THEN anomalous   # warning: gray uses the default "
-            "gamma 255\n    scale gray = 255                # explicit: no warning"
+            "Off by default: reported only when asked for by its code (`kistrules check "
+            "--select W107`, or `--select E,W,W107` for everything else too), since a default "
+            "scale is a valid choice. Some properties are used without a `scale` line, so "
+            "they are standardised with their default gamma (v' = clip(v / gamma, 0, 1); e.g. "
+            "gray 255, area 1, shape 187.5). The sets low, mid and high then mean fixed "
+            "fractions of that default range, which may not match the data: the paper's "
+            "recipe is to choose gamma so that a value known to be high reads 0.8, where "
+            "`high` becomes fully true (gamma = that value / 0.8). Reported once per "
+            "rulebook, naming every such property; write the scales explicitly, even where "
+            "they equal the defaults.\n\n    IF gray is low THEN anomalous   # warning: gray "
+            "uses the default gamma 255\n    scale gray = 255                # explicit: no "
+            "warning"
+        ),
+        opt_in=True,
+    ),
+    # --- named conditions, raw units, empty rulebooks, ignore comments (issue 17) ---
+    CodeInfo(
+        "E020",
+        "error",
+        "unknown condition name",
+        (
+            "A name standing alone in a condition (not followed by `is`) refers to a "
+            "condition defined with `define NAME = CONDITION`, anywhere in the file; no such "
+            "definition exists. The hint suggests the closest defined name, or, when the name "
+            "is a property, the missing `is SET`.\n\n    define dark_spot = darkness is high "
+            "AND pixels is not low\n    IF dark_spto AND border is low THEN anomalous   # "
+            'error: did you mean "dark_spot"?\n    IF gray THEN anomalous                      '
+            "    # error: a term reads gray is SET"
+        ),
+    ),
+    CodeInfo(
+        "E021",
+        "error",
+        "named conditions in a cycle",
+        (
+            "A defined condition may use other defined conditions, but not itself, directly "
+            "or through others: writing it out would never end. The message names the "
+            "cycle.\n\n    define a = gray is low AND b\n    define b = area is high OR a   "
+            "   # error: a -> b -> a"
+        ),
+    ),
+    CodeInfo(
+        "E022",
+        "error",
+        "condition named like a property",
+        (
+            "A `define` may not take the name of a built-in region property: a bare `gray` "
+            "in a condition would read as a term whose `is SET` is missing. Choose another "
+            "name.\n\n    define gray = gray is low AND unevenness is low        # error\n "
+            "   define dark_flat = gray is low AND unevenness is low   # fixed"
+        ),
+    ),
+    CodeInfo(
+        "E023",
+        "error",
+        "condition too large once names are expanded",
+        (
+            "A rule means its condition with every defined name written out in full; the "
+            "scorer and the analysis work on that expansion. A name used twice in a "
+            "definition that is itself used twice, and so on, doubles the expansion at each "
+            "level, so it is bounded as if written by hand: at most 100 levels of nesting "
+            "and 1,000 terms per rule or definition, 100,000 terms in the whole rulebook. "
+            "Split the knowledge into several rules (the grade is the maximum over rules, so "
+            "`IF a OR b THEN ...` is the same as two rules `IF a` and `IF b`)."
+        ),
+    ),
+    CodeInfo(
+        "E024",
+        "error",
+        "set parameter outside [0, 1] once standardised",
+        (
+            "Sets live on the standardised scale v' = clip(v / gamma, 0, 1), so a breakpoint "
+            "(a trapezoid's or triangle's a, b, c, d, a gaussian's mean) outside [0, 1] lies "
+            "where no value can be: usually the set was written in the property's own units. "
+            "Write it standardised, or mark a property's set `raw` to write it in that "
+            "property's units (divided by its scale). A raw breakpoint above the scale gamma "
+            "means the scale is too small: every value above gamma reads 1. The hint names "
+            "the scale.\n\n    scale pixels = 100\n    set pixels.speck = trapezoid(0, 0, "
+            "10, 25)       # error: 25 is outside [0, 1]\n    set pixels.speck = raw "
+            "trapezoid(0, 0, 10, 25)   # fixed: 10 px reads 0.1, 25 px 0.25"
+        ),
+    ),
+    CodeInfo(
+        "E025",
+        "error",
+        "raw set without a property",
+        (
+            "`raw` says the parameters are in a property's own units (pixels, gray levels, "
+            "degrees) and are divided by that property's scale. A file-wide `set NAME` is "
+            "usable with every property, so it has no unit: write the set for one property, "
+            "or in standardised values.\n\n    set speck = raw trapezoid(0, 0, 10, 25)       "
+            "   # error: in which unit?\n    set pixels.speck = raw trapezoid(0, 0, 10, 25)   "
+            "# fixed"
+        ),
+    ),
+    CodeInfo(
+        "E026",
+        "error",
+        "rulebook without rules",
+        (
+            "The file has no rule, so it grades nothing: `explain`, `plot`, `audit` and "
+            "`train` would have nothing to work with. Add a rule, e.g. `IF gray is low THEN "
+            "anomalous`. Not reported while a syntax error has made a statement unreadable "
+            "(that statement may be the rule): fix that first."
+        ),
+    ),
+    CodeInfo(
+        "E027",
+        "error",
+        "error code in an ignore comment",
+        (
+            "A `# kist: ignore[...]` comment may silence warnings only. An error means the "
+            "rulebook cannot be used as written (an unknown set, a cycle); silencing it would "
+            "only move the failure to `explain`, `plot` or `train`, which refuse a rulebook "
+            "with errors. The error is still reported, and so is the comment naming it: fix "
+            "the error and keep only W codes in the comment. A bare `# kist: ignore` "
+            "silences the warnings of its statement.\n\n    IF gray is lowx THEN anomalous   "
+            "# kist: ignore[E003]   <- error: E003 cannot be ignored"
+        ),
+    ),
+    CodeInfo(
+        "W110",
+        "warning",
+        "named condition never used",
+        (
+            "A condition defined with `define` is used by no rule, neither directly nor "
+            "through another defined condition that a rule uses. Use it or delete it; a typo "
+            "in a rule may point at another name.\n\n    define dark_spot = darkness is high "
+            "AND pixels is not low   # warning: no rule uses dark_spot"
+        ),
+    ),
+    CodeInfo(
+        "W111",
+        "warning",
+        "truth value equals the threshold",
+        (
+            "A rule fires where TV x truth(condition) >= alpha. With its truth value TV equal "
+            "to the threshold alpha, that is where its condition is exactly 1: in an AND, "
+            "every term fully true, each value on its set's plateau (`gray is low` only for "
+            "gray <= 0.2 gamma); a region that is 0.99 of the way there is never labelled. "
+            "A TV is a confidence and alpha the bar for a grade, so this is rarely meant. "
+            "Raise the truth value above alpha (with TV 1 the rule fires from a condition of "
+            "0.8) or lower the threshold; where the strictness is intended (the KIST paper's "
+            "Table I writes TV 0.8 with alpha 0.8), say so with `# kist: ignore[W111]` and a "
+            "reason.\n\n    threshold 0.8\n    IF gray is low AND shape is high THEN "
+            "anomalous (0.8)   # warning: only where both are exactly 1\n    IF gray is low "
+            "AND shape is high THEN anomalous (1)     # fires from 0.8"
+        ),
+    ),
+    CodeInfo(
+        "W108",
+        "warning",
+        "class declared but never concluded",
+        (
+            "A class is declared by a `class` line but no rule concludes it, so its grade "
+            "comes only from the rules that conclude `anomalous` (any class) and no labelled "
+            "region is ever given this class. Write a rule for it, or delete it (a typo in a "
+            "rule's conclusion is reported as E016).\n\n"
+            "    class blowhole, crack\n"
+            "    IF gray is low THEN blowhole   # warning: no rule concludes crack"
         ),
     ),
 )

@@ -25,7 +25,13 @@ class UsageError(KistrulesError):
 
 
 class RulebookError(KistrulesError):
-    """A rulebook has errors; `diagnostics` holds all of them, not just the first."""
+    """A rulebook has errors; `diagnostics` holds all of them, not just the first.
+
+    Every command but `check` and `fmt` (which report the errors themselves,
+    exit 1) refuses such a rulebook like any unusable input: one line, exit 2.
+    """
+
+    exit_code = 2
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = list(diagnostics)

@@ -1,54 +1,31 @@
-"""Why a region got its grade: explanations and counterfactuals over one ScoreTrace.
+"""Why a region got its grade: explanations over one ScoreTrace.
 
 Every number here is read from the compiled scorer's trace (term truths,
 limiting terms, rule outputs, grade, winner) and the measured region table;
 nothing re-implements the semantics. The one computation of its own is the
-counterfactual, which answers "what single change of one property would make
-this rule fire?" exactly, from the membership functions' level sets
-(`kistrules.intervals`), not by searching:
-
-A rule with truth value TV fires when TV * truth(condition) >= alpha, i.e. when
-the condition reaches L = alpha / TV. Holding every other property at its
-value, the standardised values x of property p at which it does form an
-IntervalSet, built bottom-up: a term on p gives its level set, a term on
-another property is a constant (all of [0, 1] or nothing), AND intersects,
-OR unites, and NOT c >= L is the complement of c > 1 - L (De Morgan). The
-point of that set nearest the current v' is the smallest change; raw = v' *
-gamma converts it back (v' = 1 means raw >= gamma). Among the rule's
-properties the smallest standardised change wins.
+counterfactual of a rule that missed, exact from the membership functions'
+level sets (`kistrules.counterfactuals`): the smallest change of one
+property that makes it fire, else of two, each said to lie inside or outside
+the range of the image's other regions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kistrules.ast import And, Not, Or, Term
-from kistrules.intervals import IntervalSet, level_set
-
-# How far inside the satisfying set a suggested value is placed: the scorer runs
-# in float32, so a point exactly on a level-set boundary may grade a hair below
-# alpha. The nudge is capped at half the interval's width (never leaves it).
-NUDGES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
-
-
-@dataclass(frozen=True)
-class Counterfactual:
-    """The smallest change of one property that makes a missed rule reach alpha."""
-
-    rule: str
-    property: str
-    raw_from: float
-    raw_to: float
-    standardised_from: float
-    standardised_to: float
-    change: float  # |standardised_to - standardised_from|
-    satisfying: list[list[float]]  # the raw intervals [lo, hi] where the rule fires (hi may be inf)
-    text: str
+from kistrules import counterfactuals as cf
+from kistrules.counterfactuals import (  # noqa: F401 - re-exported: explain's JSON types
+    Counterfactual,
+    PairCounterfactual,
+    PropertyChange,
+    counterfactuals,
+    satisfying_set,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +37,11 @@ class RuleExplanation:
     limiting_term: str  # the term that set the condition's min (or max, under OR)
     counterfactual: Counterfactual | None = None
     no_counterfactual_reason: str | None = None
+    concludes: str = "anomalous"  # the class after THEN (`anomalous`: any class)
+    # Terms of the rule whose truth is 0: when several are, changing one cannot help.
+    zero_terms: list[str] = field(default_factory=list)
+    # When no single change fires the rule: the smallest change of two properties.
+    pair_counterfactual: PairCounterfactual | None = None
 
 
 @dataclass(frozen=True)
@@ -85,172 +67,8 @@ class RegionExplanation:
     winner: str | None  # the rule that set the grade when it reaches alpha, else None
     best_rule: str  # the argmax rule even when nothing fired
     region_label: int = field(default=0)  # label value of the region in its label map
-
-
-# --- counterfactual maths (pure) --------------------------------------------------
-
-
-def satisfying_set(
-    condition: Any,
-    infos: Sequence[Any],
-    prop: str,
-    values: Mapping[str, float],
-    level: float,
-    *,
-    strict: bool = False,
-) -> IntervalSet:
-    """{x in [0, 1] : condition(x) >= level} (> when strict), x the standardised value of `prop`.
-
-    `infos` are the condition's TermInfos in the order its terms are written
-    (the scorer's numbering); `values` holds the standardised value of every
-    property, of which all but `prop` stay fixed.
-    """
-    counter = iter(range(len(infos)))
-
-    def walk(node: Any, level: float, strict: bool) -> IntervalSet:
-        if isinstance(node, Term):
-            info = infos[next(counter)]
-            if info.property == prop:
-                return level_set(info.mf, info.hedges, info.negated, level, strict)
-            # A term on another property is a constant: all of [0, 1] or nothing.
-            truth = _constant_truth(info, values[info.property])
-            ok = truth > level if strict else truth >= level
-            return IntervalSet.unit() if ok else IntervalSet.empty()
-        if isinstance(node, Not):
-            # NOT c >= L  <=>  c <= 1 - L  <=>  not (c > 1 - L); strict swaps the strictness.
-            return walk(node.operand, 1.0 - level, not strict).complement()
-        parts = [walk(operand, level, strict) for operand in node.operands]
-        out = parts[0]
-        for part in parts[1:]:
-            out = out & part if isinstance(node, And) else out | part
-        return out
-
-    assert isinstance(condition, (Term, Not, And, Or))
-    return walk(condition, level, strict)
-
-
-def _constant_truth(info: Any, standardised: float) -> float:
-    from kistrules.intervals import term_truth
-
-    return term_truth(info.mf, info.hedges, info.negated, standardised)
-
-
-def _nudged(target: float, sat: IntervalSet, current: float, nudge: float) -> float:
-    """Move `target` a little further into the interval of `sat` that holds (or bounds) it."""
-    if nudge == 0.0:
-        return target
-    for interval in sat:
-        if interval.lo <= target <= interval.hi:
-            room = (interval.hi - interval.lo) / 2.0
-            step = min(nudge, room)
-            if target >= current:
-                return min(target + step, interval.hi)
-            return max(target - step, interval.lo)
-    return target
-
-
-def _raw(standardised: float, gamma: float) -> float:
-    return standardised * gamma
-
-
-def _describe(prop: str, rule: str, sat_raw: list[list[float]], to: float, going_up: bool) -> str:
-    """ "area >= 0.031 would make large_dark fire", rounded so that the bound still holds."""
-    interval = next((i for i in sat_raw if i[0] <= to <= i[1]), None)
-    if going_up:
-        bound = _round(to, up=True)
-        if interval is not None and math.isfinite(interval[1]):
-            change = f"{prop} in [{bound}, {_round(interval[1], up=False)}]"
-        else:
-            change = f"{prop} >= {bound}"
-    else:
-        bound = _round(to, up=False)
-        if interval is not None and interval[0] > 0.0:
-            change = f"{prop} in [{_round(interval[0], up=True)}, {bound}]"
-        else:
-            change = f"{prop} <= {bound}"
-    return f"{change} would make {rule} fire"
-
-
-def _round(value: float, *, up: bool, digits: int = 4) -> str:
-    """`value` to `digits` significant digits, rounded up or down (never across the bound)."""
-    if value == 0.0 or not math.isfinite(value):
-        return f"{value:g}"
-    exponent = math.floor(math.log10(abs(value))) - digits + 1
-    scale = 10.0**exponent
-    q = value / scale
-    rounded = (math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)) * scale
-    if exponent < 0:
-        return f"{rounded:.{-exponent}f}".rstrip("0").rstrip(".")
-    return f"{rounded:.0f}"
-
-
-def counterfactuals(
-    scorer: Any,
-    rule_index: int,
-    standardised: Mapping[str, float],
-    raw: Mapping[str, float],
-    *,
-    verify: Callable[[int, str, float], bool] | None = None,
-) -> tuple[list[Counterfactual], str | None]:
-    """Every single-property change that makes rule `rule_index` reach alpha, nearest first.
-
-    Args:
-        scorer: the compiled rulebook (its terms, scales, threshold, rules).
-        rule_index: the rule, in rulebook order.
-        standardised: v' of every used property for this region (from the trace).
-        raw: the raw values (to report the change from).
-        verify: optional check `(rule, property, raw value) -> fires?` with the scorer;
-            a suggestion the float32 scorer does not confirm is nudged further in.
-
-    Returns:
-        (candidates sorted by standardised change, reason when there is none).
-    """
-    rule = scorer.resolved.rules[rule_index]
-    name = scorer.rule_names[rule_index]
-    tv = float(rule.truth_value)
-    alpha = float(scorer.threshold)
-    level = alpha / tv
-    if level > 1.0:
-        return [], f"TV {tv:g} is below the threshold {alpha:g}: {name} can never fire"
-    infos = scorer.rule_terms(rule_index)
-    props = list(dict.fromkeys(info.property for info in infos))
-    found: list[Counterfactual] = []
-    for prop in props:
-        gamma = float(infos[[i.property for i in infos].index(prop)].scale)
-        current = float(standardised[prop])
-        sat = satisfying_set(rule.condition, infos, prop, standardised, level)
-        target = sat.nearest(current) if not math.isnan(current) else None
-        if target is None:
-            continue
-        chosen = None
-        for nudge in NUDGES:
-            candidate = _nudged(target, sat, current, nudge)
-            if verify is None or verify(rule_index, prop, _raw(candidate, gamma)):
-                chosen = candidate
-                break
-        if chosen is None:
-            continue
-        sat_raw = [[_raw(i.lo, gamma), math.inf if i.hi >= 1.0 else _raw(i.hi, gamma)] for i in sat]
-        raw_to = _raw(chosen, gamma)
-        found.append(
-            Counterfactual(
-                rule=name,
-                property=prop,
-                raw_from=float(raw[prop]),
-                raw_to=raw_to,
-                standardised_from=current,
-                standardised_to=chosen,
-                change=abs(chosen - current),
-                satisfying=sat_raw,
-                # The text states the exact bound of the level set; raw_to is the
-                # value the float32 scorer confirmed (a hair inside it).
-                text=_describe(prop, name, sat_raw, _raw(target, gamma), chosen >= current),
-            )
-        )
-    found.sort(key=lambda c: c.change)
-    if not found:
-        return [], f"no change of one property alone makes {name} reach {alpha:g}"
-    return found, None
+    defect_class: str | None = None  # the winner's conclusion when fired, else None
+    class_grades: dict[str, float] = field(default_factory=dict)  # declared class -> its grade
 
 
 # --- explanations ------------------------------------------------------------------
@@ -305,35 +123,37 @@ def explain_trace(
     fired = _cpu(trace.fired).astype(bool)
     terms = _cpu(trace.terms).astype(float)
     limiting = _cpu(trace.limiting).astype(int)
+    class_grades = _cpu(trace.classes).astype(float)
     std = {p: _cpu(v).astype(float) for p, v in trace.standardised.items()}
     raw_np = {p: _cpu(raw[p]).astype(float) for p in scorer.properties}
     bbox_np = _cpu(bbox).astype(int).reshape(-1, 4)
     count_np = _cpu(pixel_count).astype(int)
     names = scorer.rule_names
+    image_of = np.asarray(images if images is not None else [0] * len(grade), dtype=np.int64)
+    # What each property measures on the image's other regions: is a suggestion plausible?
+    seen = {p: cf.seen_ranges(raw_np[p], image_of) for p in scorer.properties}
+    others = np.bincount(image_of)[image_of] - 1 if len(image_of) else image_of
+    # Each rule's terms are a slice of the scorer's: where each slice starts.
+    starts = np.cumsum([0] + [len(scorer.rule_terms(r)) for r in range(len(names))]).tolist()
     out: list[RegionExplanation] = []
     for n in range(grade.shape[0]):
         standardised = {p: float(std[p][n]) for p in scorer.properties}
         raw_n = {p: float(raw_np[p][n]) for p in scorer.properties}
-        verify = _verifier(scorer, raw_n) if counterfactual else None
-        rule_rows = []
-        for r, name in enumerate(names):
-            output = float(rules[n, r])
-            reaches = output >= scorer.threshold
-            cf, reason = None, None
-            if counterfactual and not reaches:
-                found, reason = counterfactuals(scorer, r, standardised, raw_n, verify=verify)
-                cf = found[0] if found else None
-            rule_rows.append(
-                RuleExplanation(
-                    name=name,
-                    truth_value=float(scorer.resolved.rules[r].truth_value),
-                    output=output,
-                    reaches_threshold=bool(reaches),
-                    limiting_term=scorer.terms[int(limiting[n, r])].label,
-                    counterfactual=cf,
-                    no_counterfactual_reason=reason,
-                )
+        context = _RuleContext(
+            scorer,
+            standardised,
+            raw_n,
+            cf.verifier(scorer, raw_n) if counterfactual else None,
+            {p: (lo[n], hi[n]) for p, (lo, hi) in seen.items() if not math.isnan(lo[n])},
+            int(others[n]),
+            starts,
+        )
+        rule_rows = [
+            context.explain(
+                r, float(rules[n, r]), int(limiting[n, r]), terms[n], counterfactual=counterfactual
             )
+            for r in range(len(names))
+        ]
         term_rows = [
             TermExplanation(
                 rule=names[info.rule],
@@ -362,31 +182,80 @@ def explain_trace(
                 winner=names[int(winner[n])] if fired[n] else None,
                 best_rule=names[int(winner[n])],
                 region_label=int(labels[n]) if labels is not None else n + 1,
+                defect_class=scorer.rule_classes[int(winner[n])] if fired[n] else None,
+                class_grades={
+                    c: float(class_grades[n, k]) for k, c in enumerate(scorer.class_names)
+                },
             )
         )
     return out
 
 
-def _verifier(scorer: Any, raw: Mapping[str, float]) -> Callable[[int, str, float], bool]:
-    """Re-score the region with one property replaced: does that rule reach alpha?
+@dataclass(frozen=True)
+class _RuleContext:
+    """What explaining each rule of one region needs: its values, the scorer to verify
+    with, and the raw range of each property on the image's other regions."""
 
-    Only the rule asked about is re-scored (`Scorer.rule_scorer`, bit-identical to
-    its column of the whole scorer): re-scoring every rule once per rule made
-    explain quadratic in the number of rules.
-    """
-    import torch
+    scorer: Any
+    standardised: Mapping[str, float]
+    raw: Mapping[str, float]
+    verify: cf.Verify | None
+    seen: Mapping[str, tuple[float, float]]
+    others: int
+    starts: Sequence[int]  # index in scorer.terms of each rule's first term
 
-    def fires(rule: int, prop: str, value: float) -> bool:
-        one = scorer.rule_scorer(rule)
-        table = {
-            p: torch.tensor([value if p == prop else raw[p]], dtype=torch.float64)
-            for p in one.properties
-        }
-        with torch.no_grad():
-            out = one(table)
-        return bool(out.rules[0, 0] >= scorer.threshold)
-
-    return fires
+    def explain(
+        self, r: int, output: float, limiting: int, truths: np.ndarray, *, counterfactual: bool
+    ) -> RuleExplanation:
+        """Rule r of the region: its output and terms from the trace; for a rule that missed,
+        the smallest change of one property, else of two, else why there is none."""
+        scorer = self.scorer
+        name = scorer.rule_names[r]
+        reaches = output >= scorer.threshold
+        first = self.starts[r]
+        zeros = [
+            info.label for k, info in enumerate(scorer.rule_terms(r), first) if truths[k] == 0.0
+        ]
+        single, pair, reason = None, None, None
+        if counterfactual and not reaches:
+            found, reason = counterfactuals(
+                scorer,
+                r,
+                self.standardised,
+                self.raw,
+                verify=self.verify,
+                seen=self.seen,
+                others=self.others,
+            )
+            single = found[0] if found else None
+            if single is None and cf.can_fire(scorer, r):
+                pair = cf.pair_counterfactual(
+                    scorer,
+                    r,
+                    self.standardised,
+                    self.raw,
+                    verify=self.verify,
+                    seen=self.seen,
+                    others=self.others,
+                )
+                if pair is None:
+                    reason = f"no change of one or two properties makes {name} reach " + (
+                        f"{float(scorer.threshold):g}"
+                    )
+            if reason is not None and len(zeros) > 1:
+                reason += f" ({len(zeros)} terms are 0: {', '.join(zeros)})"
+        return RuleExplanation(
+            name=name,
+            truth_value=float(scorer.resolved.rules[r].truth_value),
+            output=output,
+            reaches_threshold=bool(reaches),
+            limiting_term=scorer.terms[limiting].label,
+            counterfactual=single,
+            no_counterfactual_reason=reason,
+            zero_terms=zeros,
+            pair_counterfactual=pair,
+            concludes=scorer.rule_classes[r],
+        )
 
 
 def to_jsonable(explanations: Sequence[RegionExplanation]) -> list[dict[str, Any]]:
@@ -613,6 +482,7 @@ def explain_document(
         "grid": list(result.image.shape),
         "threshold": scorer.threshold,
         "rules": list(scorer.rule_names),
+        "classes": list(scorer.class_names),
         "scales": {p: resolved.scales[p] for p in scorer.properties},
         "residual": (
             None

@@ -3,7 +3,8 @@
 The layout, decided once so that every rulebook reads alike:
 
 - sections in a fixed order, one blank line between them: the `rulebook`
-  line, the `scale` block, the `set` block, `threshold`, the rules. Statements
+  line, the `class` lines, the `scale` block, the `set` block, `threshold`,
+  the `define`s, the rules. Statements
   keep their relative order inside a section (the rules' order names unnamed
   rules, `rule 3`); a blank line the expert left between two statements of a
   section is kept (one, however many there were);
@@ -15,11 +16,14 @@ The layout, decided once so that every rulebook reads alike:
   size limit at which `check` refuses a rulebook;
 - one rule per statement; a rule longer than `WRAP_WIDTH` characters is wrapped
   before each top-level `and` / `or`, continuation lines indented 4 spaces,
-  `then anomalous (TV)` on its own line;
+  `then anomalous (TV)` (or `then CLASS (TV)`) on its own line; a long
+  `define` is wrapped alike;
 - parentheses only where the structure needs them: an OR inside an AND, and a
   nested AND inside AND (or OR inside OR), which the expert wrote on purpose and
-  which must parse back to the same tree; `not (...)` always parenthesises its
-  operand, which reads better than `not gray is low`;
+  which must parse back to the same tree; `not (...)` parenthesises its
+  operand, which reads better than `not gray is low`, except a defined name
+  (`not dark_spot`);
+- `raw` before a membership function stays (`raw trapezoid(...)`);
 - numbers keep the expert's spelling (`0.80`, `1e-3`) except for
   non-canonical forms, rewritten without changing the value: a leading `+` is
   dropped, `.5` -> `0.5`, `1.` -> `1`, `1E+03` -> `1e03`, `007` -> `7`;
@@ -43,7 +47,10 @@ from dataclasses import dataclass, field
 
 from kistrules.ast import (
     And,
+    ClassDef,
     Comment,
+    ConditionRef,
+    Define,
     MembershipCall,
     Not,
     Number,
@@ -62,10 +69,10 @@ WRAP_WIDTH = 88
 ALIGN_MAX_NAME = 40  # longer names do not set the `=` column of their block
 INDENT = "    "
 
-Condition = Term | Not | And | Or
-Statement = RulebookName | ScaleDef | SetDef | ThresholdDef | Rule
+Condition = Term | ConditionRef | Not | And | Or
+Statement = RulebookName | ClassDef | ScaleDef | SetDef | ThresholdDef | Define | Rule
 
-_SECTIONS = (RulebookName, ScaleDef, SetDef, ThresholdDef, Rule)
+_SECTIONS = (RulebookName, ClassDef, ScaleDef, SetDef, ThresholdDef, Define, Rule)
 _IGNORE = re.compile(r"#\s*kist:\s*ignore", re.IGNORECASE)
 _NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?)(\d+))?$")
 
@@ -117,15 +124,19 @@ def format_condition(condition: Condition) -> str:
     """A condition on one line, with only the parentheses its structure needs."""
     if isinstance(condition, Term):
         return format_term(condition)
+    if isinstance(condition, ConditionRef):
+        return condition.name.name
     if isinstance(condition, Not):
         inner = format_condition(condition.operand)
-        return f"not {inner}" if isinstance(condition.operand, Not) else f"not ({inner})"
+        bare = isinstance(condition.operand, (Not, ConditionRef))
+        return f"not {inner}" if bare else f"not ({inner})"
     joiner = f" {condition.kind} "
     return joiner.join(_operand(op, condition.kind) for op in condition.operands)
 
 
 def format_membership(call: MembershipCall) -> str:
-    return f"{call.function.name}({', '.join(format_number(a) for a in call.args)})"
+    raw = "raw " if call.raw else ""
+    return f"{raw}{call.function.name}({', '.join(format_number(a) for a in call.args)})"
 
 
 def _rule_head(rule: Rule) -> str:
@@ -134,7 +145,7 @@ def _rule_head(rule: Rule) -> str:
 
 def _rule_tail(rule: Rule) -> str:
     truth = rule.truth
-    return "then anomalous" + (f" ({format_number(truth)})" if truth is not None else "")
+    return f"then {rule.concludes}" + (f" ({format_number(truth)})" if truth is not None else "")
 
 
 def format_rule(rule: Rule, *, wrap: bool = True) -> list[str]:
@@ -143,15 +154,24 @@ def format_rule(rule: Rule, *, wrap: bool = True) -> list[str]:
     `wrap=False` keeps it on one line: a `# kist: ignore[...]` comment at its
     end must stay on the line its diagnostics point at.
     """
-    one_line = f"{_rule_head(rule)}if {format_condition(rule.condition)} {_rule_tail(rule)}"
-    condition = rule.condition
+    return _wrapped(f"{_rule_head(rule)}if ", rule.condition, _rule_tail(rule), wrap)
+
+
+def format_define(define: Define, *, wrap: bool = True) -> list[str]:
+    """`define NAME = CONDITION`, wrapped like a rule when too long."""
+    return _wrapped(f"define {define.name.name} = ", define.condition, "", wrap)
+
+
+def _wrapped(head: str, condition: Condition, tail: str, wrap: bool) -> list[str]:
+    one_line = f"{head}{format_condition(condition)}" + (f" {tail}" if tail else "")
     if not wrap or len(one_line) <= WRAP_WIDTH or not isinstance(condition, (And, Or)):
         return [one_line]
     kind = condition.kind
     parts = [_operand(op, kind) for op in condition.operands]
-    lines = [f"{_rule_head(rule)}if {parts[0]}"]
+    lines = [f"{head}{parts[0]}"]
     lines += [f"{INDENT}{kind} {part}" for part in parts[1:]]
-    lines.append(f"{INDENT}{_rule_tail(rule)}")
+    if tail:
+        lines.append(f"{INDENT}{tail}")
     return lines
 
 
@@ -159,6 +179,8 @@ def format_statement(statement: Statement, *, pad: int = 0, wrap: bool = True) -
     """One statement's lines; `pad` aligns the `=` of scale and set blocks."""
     if isinstance(statement, RulebookName):
         return [f'rulebook "{statement.name}"']
+    if isinstance(statement, ClassDef):
+        return ["class " + ", ".join(name.name for name in statement.names)]
     if isinstance(statement, ScaleDef):
         name = statement.property.name.ljust(pad)
         return [f"scale {name} = {format_number(statement.value)}"]
@@ -167,6 +189,8 @@ def format_statement(statement: Statement, *, pad: int = 0, wrap: bool = True) -
         return [f"set {name} = {format_membership(statement.function)}"]
     if isinstance(statement, ThresholdDef):
         return [f"threshold {format_number(statement.value)}"]
+    if isinstance(statement, Define):
+        return format_define(statement, wrap=wrap)
     return format_rule(statement, wrap=wrap)
 
 
@@ -358,12 +382,13 @@ def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[D
 
     A file with errors (syntax, names, ranges) is not formatted: the layout of
     a statement that did not parse is unknown, and rewriting around it could
-    lose text. Warnings do not stop formatting.
+    lose text. Warnings do not stop formatting, nor does a file without rules
+    yet (E026): its statements all parsed, so its layout is known.
     """
     from kistrules.api import diagnose  # the api's warnings import this module
 
     rulebook, diagnostics = diagnose(text, path)
-    errors = [d for d in diagnostics if d.severity == "error"]
+    errors = [d for d in diagnostics if d.severity == "error" and d.code != "E026"]
     if rulebook is None or errors:
         return None, errors
     formatted = format_rulebook(rulebook)
@@ -409,6 +434,7 @@ __all__ = [
     "WRAP_WIDTH",
     "canonical_number",
     "format_condition",
+    "format_define",
     "format_number",
     "format_rule",
     "format_rulebook",

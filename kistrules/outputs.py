@@ -9,6 +9,9 @@ earlier output of the *same* command:
   (`png_software`, `png_written_by`);
 - a JSON document (evaluate, audit) holds the fields that mark that
   command's output (`json_with_fields`);
+- a rulebook (tune, suggest) starts with a comment line naming the command
+  and the SHA-256 of the lines below it (`sign_rules`, `rules_written_by`):
+  a rulebook is meant to be edited, and once it is, it is the expert's;
 - an HTML page (report) names the command in its `generator` meta tag
   near the top (`html_generator`, `html_written_by`);
 - a folder of outputs (predict, demo) keeps a manifest that lists every file
@@ -154,6 +157,41 @@ def html_written_by(command: str) -> Callable[[Path], bool]:
         return head.startswith(b"<!DOCTYPE html>") and mark in head
 
     return ours
+
+
+def rules_mark(command: str) -> str:
+    """How the first line of a rulebook that `command` wrote begins."""
+    return f"# kistrules {command} wrote this file"
+
+
+def sign_rules(command: str, text: str) -> str:
+    """`text` with its first line replaced by the mark of `command` and the SHA-256
+    (16 hex digits) of the lines after it: what `rules_written_by` checks."""
+    body = text.split("\n", 1)[1] if "\n" in text else ""
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+    return f"{rules_mark(command)} (sha256 {digest} of the lines below)\n{body}"
+
+
+def rules_written_by(command: str) -> Callable[[Path], bool]:
+    """Is a file a rulebook that `command` wrote and nobody changed since?"""
+
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_RULES_BYTES + 1)
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return (
+            len(data) <= MAX_RULES_BYTES
+            and text.startswith(rules_mark(command))
+            and (sign_rules(command, text) == text)
+        )
+
+    return ours
+
+
+MAX_RULES_BYTES = 1 << 20  # the rulebook size limit of `check` (kistrules.api)
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:

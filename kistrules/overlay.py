@@ -7,6 +7,13 @@ neighbour first, so that a 64 px crop still gets readable one-pixel outlines
 and tags; the legend and a per-region key sit in a panel to the right, so the
 image itself stays uncluttered when the thresholds of eq. 9 give many nested
 regions.
+
+Readable on any gray: every outline is drawn in its colour between two black
+lines (a halo), and a region no rule fired for is white, not gray, so that it
+stands out on dark and light tiles alike. Id tags are white on black, framed
+in the region's colour, and sit beside their region, never on it: the first
+free place left, right, above or below its box, further out when those are
+taken, with a leader line when it had to move away.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 from kistrules.atomic import atomic_path
 from kistrules.explain import grade_text
 
-# Colour-blind-safe (Okabe-Ito); rules take them in rulebook order.
+# Colour-blind-safe (Okabe-Ito), for drawings on white (`kistrules plot`).
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 159, 0),
     (86, 180, 233),
@@ -33,7 +41,26 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (213, 94, 0),
     (204, 121, 167),
 )
-NONE_COLOUR = (170, 170, 170)
+# Outline colours on an image: Okabe-Ito's hues, the darker ones lightened, so that each
+# has a luminance of at least 0.4. With the black halo, every outline is then at least
+# 3:1 (WCAG, graphics) against any gray: a dark tile sees the colour, a light one the halo.
+# Rules take them in rulebook order.
+OUTLINE_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 200, 150),
+    (240, 228, 66),
+    (160, 170, 255),
+    (255, 145, 80),
+    (240, 150, 200),
+)
+NONE_COLOUR = (255, 255, 255)  # white: not a gray of the tile, with the black halo
+HALO = (0, 0, 0)
+# Crowded grade-0 specks: blended towards a mid gray, meant to recede, not to be read.
+FAINT_COLOUR = (170, 170, 170)
+TAG_TEXT = (255, 255, 255)
+TAG_FILL = (0, 0, 0)
+TAG_GAP = 3  # px between a tag and its region's box
 MAX_TAGS = 30  # above this many regions, grade-0 regions get no tag
 MAX_KEY_LINES = 24
 TINT_COLOUR = (220, 30, 60)
@@ -73,7 +100,7 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def rule_colours(rule_names: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """A stable colour per rule, by its place in the rulebook."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(rule_names)}
+    return {name: OUTLINE_PALETTE[i % len(OUTLINE_PALETTE)] for i, name in enumerate(rule_names)}
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
@@ -126,7 +153,7 @@ def draw_overlay(
     colours = rule_colours(rule_names)
     # Each region is drawn inside its own window (its mask's extent plus a
     # one-pixel margin), so drawing costs the regions' boxes, not regions x image;
-    # one pass first reads each region's size and top-left pixel.
+    # one pass first reads each region's size and box.
     places = [_place(region) for region in regions]
     # Outlines: the inner boundary of each enlarged region, drawn widest first so
     # that a nested region's outline stays visible inside its parent's.
@@ -142,23 +169,19 @@ def draw_overlay(
         _outline(canvas, region, factor, (height, width), 1 if faint else thickness, colours, faint)
     picture = Image.fromarray(canvas, mode="RGB")
     draw = ImageDraw.Draw(picture)
-    tag_font = font(max(11, min(16, factor * 3)))
-    # One tag per place: the nested regions of successive eq. 9 thresholds often
-    # share a corner, and one tag "1,4,7" reads better than a column of tags.
-    groups: dict[tuple[int, int], list[RegionMark]] = {}
-    for region, (count, corner) in zip(regions, places, strict=True):
-        if count and not (crowded and region.grade <= 0.0):
-            groups.setdefault(corner, []).append(region)
-    placed: list[tuple[int, int, int, int]] = []
-    for (row, col), members in groups.items():
-        ids = [str(r.id) for r in members]
-        text = ",".join(ids) if len(ids) <= 4 else ",".join(ids[:3]) + f",+{len(ids) - 3}"
-        lead = next((r for r in members if r.rule), members[0])
-        colour = colours.get(lead.rule, NONE_COLOUR) if lead.rule else NONE_COLOUR
-        box = _tag_box(draw, text, tag_font, row, col, factor, picture.size, placed)
-        placed.append(box)
-        draw.rectangle(box, fill=(0, 0, 0), outline=colour)
-        draw.text((box[0] + 3, box[1] + 1), text, fill=colour, font=tag_font)
+    tag_font = font(max(13, min(18, factor * 3)))
+    tagged = [
+        (region, box)
+        for region, (count, box) in zip(regions, places, strict=True)
+        if count and not (crowded and region.grade <= 0.0)
+    ]
+    for tag in layout_tags(tagged, colours, factor, picture.size, draw, tag_font):
+        x0, y0, x1, y1 = tag.box
+        if tag.leader is not None:
+            draw.line(tag.leader, fill=tag.colour, width=1)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=TAG_FILL, outline=tag.colour, width=2)
+        left, top, _, _ = draw.textbbox((0, 0), tag.text, font=tag_font)
+        draw.text((x0 + 4 - left, y0 + 3 - top), tag.text, fill=TAG_TEXT, font=tag_font)
     return _with_key(picture, regions, rule_names, colours, pseudo_label is not None, alpha, title)
 
 
@@ -185,12 +208,19 @@ def explain_picture(scorer, result, *, title: str, min_side: int = 448) -> Image
     )
 
 
-def _place(region: RegionMark) -> tuple[int, tuple[int, int]]:
-    """(pixel count, (top row, leftmost column)) of a region on the image grid."""
+def _place(region: RegionMark) -> tuple[int, tuple[int, int, int, int]]:
+    """(pixel count, (row0, col0, row1, col1) half-open box) of a region on the image grid."""
     rows, cols = np.nonzero(region.pixels())
     if not rows.size:
-        return 0, (0, 0)
-    return int(rows.size), (int(rows.min()) + region.origin[0], int(cols.min()) + region.origin[1])
+        return 0, (0, 0, 0, 0)
+    r, c = region.origin
+    box = (
+        int(rows.min()) + r,
+        int(cols.min()) + c,
+        int(rows.max()) + r + 1,
+        int(cols.max()) + c + 1,
+    )
+    return int(rows.size), box
 
 
 def _outline(canvas, region, factor, shape, thickness, colours, faint) -> None:
@@ -213,27 +243,140 @@ def _outline(canvas, region, factor, shape, thickness, colours, faint) -> None:
         edge |= find_boundaries(big & ~edge, mode="inner")
     view = canvas[top * factor : bottom * factor, left * factor : right * factor]
     if faint:
-        view[edge] = (0.6 * view[edge] + 0.4 * np.array(NONE_COLOUR)).astype(np.uint8)
-    else:
-        view[edge] = colours.get(region.rule, NONE_COLOUR) if region.rule else NONE_COLOUR
+        view[edge] = (0.6 * view[edge] + 0.4 * np.array(FAINT_COLOUR)).astype(np.uint8)
+        return
+    # A black line on each side of the colour: one pixel out of the region, one in.
+    halo = ndimage.binary_dilation(edge, structure=np.ones((3, 3), bool)) & ~edge
+    view[halo] = HALO
+    view[edge] = colours.get(region.rule, NONE_COLOUR) if region.rule else NONE_COLOUR
 
 
-def _tag_box(draw, text, tag_font, row, col, factor, size, placed):
-    """A tag just above-left of the region, nudged down until it overlaps no earlier tag."""
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=tag_font)
-    w, h = right - left + 6, bottom - top + 6
-    x = col * factor - w
-    y = row * factor - h
-    x = min(max(0, x), size[0] - w)
-    y = min(max(0, y), size[1] - h)
-    for _ in range(40):
-        box = (x, y, x + w, y + h)
-        if not any(_overlap(box, other) for other in placed):
+@dataclass(frozen=True)
+class Tag:
+    """One id tag on the enlarged picture: boxes are half-open (x0, y0, x1, y1)."""
+
+    text: str
+    colour: tuple[int, int, int]
+    box: tuple[int, int, int, int]
+    region_box: tuple[int, int, int, int]  # its regions' outline, halo included
+    leader: tuple[int, int, int, int] | None  # a line to the region when the tag moved away
+
+
+def layout_tags(
+    tagged: Sequence[tuple[RegionMark, tuple[int, int, int, int]]],
+    colours: dict[str, tuple[int, int, int]],
+    factor: int,
+    size: tuple[int, int],
+    draw: ImageDraw.ImageDraw,
+    tag_font,
+) -> list[Tag]:
+    """Place one tag per group of regions beside the group, on no region and no other tag.
+
+    Regions sharing a top-left pixel (the nested regions of eq. 9's thresholds)
+    share one tag "1,4,7". Each tag tries the places around its group's box,
+    nearest first; it takes the first that covers no tagged region's box and no
+    tag, else the first that covers only other regions' boxes, never its own
+    region (unless the region fills the picture). Occupied boxes sit in a grid
+    of cells, so placing n tags costs about n, not n squared.
+    """
+    groups: dict[tuple[int, int], list[tuple[RegionMark, tuple[int, int, int, int]]]] = {}
+    for region, box in tagged:
+        groups.setdefault(box[:2], []).append((region, box))
+    outlines = _Occupied()
+    shapes = {}
+    for corner, members in groups.items():
+        r0 = min(b[0] for _, b in members)
+        c0 = min(b[1] for _, b in members)
+        r1 = max(b[2] for _, b in members)
+        c1 = max(b[3] for _, b in members)
+        shape = (c0 * factor - 1, r0 * factor - 1, c1 * factor + 1, r1 * factor + 1)
+        shapes[corner] = shape
+        outlines.add(shape)
+    tags = _Occupied()
+    out = []
+    for corner, members in groups.items():
+        regions = [r for r, _ in members]
+        ids = [str(r.id) for r in regions]
+        text = ",".join(ids) if len(ids) <= 4 else ",".join(ids[:3]) + f",+{len(ids) - 3}"
+        lead = next((r for r in regions if r.rule), regions[0])
+        colour = colours.get(lead.rule, NONE_COLOUR) if lead.rule else NONE_COLOUR
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=tag_font)
+        w, h = right - left + 8, bottom - top + 6
+        own = shapes[corner]
+        box = _free_place(own, w, h, size, outlines, tags)
+        tags.add(box)
+        out.append(Tag(text, colour, box, own, _leader(box, own)))
+    return out
+
+
+def _candidates(own, w: int, h: int, size: tuple[int, int]):
+    """Places for a w x h tag around the box `own`, nearest first, inside the picture."""
+    x0, y0, x1, y1 = own
+    gap = TAG_GAP
+    for ring in range(0, 12):
+        step = ring * (h + 2)
+        for x, y in (
+            (x0 - gap - w - ring * (w + 2), y0),  # left
+            (x1 + gap + ring * (w + 2), y0),  # right
+            (x0, y0 - gap - h - step),  # above
+            (x0, y1 + gap + step),  # below
+            (x0 - gap - w, y0 + step),  # left, lower down
+            (x1 + gap, y0 + step),  # right, lower down
+            (x1 - w, y0 - gap - h - step),  # above, right-aligned
+            (x1 - w, y1 + gap + step),  # below, right-aligned
+        ):
+            x = min(max(0, x), size[0] - w)
+            y = min(max(0, y), size[1] - h)
+            yield (x, y, x + w, y + h)
+
+
+def _free_place(own, w, h, size, outlines: _Occupied, tags: _Occupied):
+    """The first candidate clear of everything, else clear of its region and the tags."""
+    fallback = None
+    for box in _candidates(own, w, h, size):
+        if _overlap(box, own) or tags.hits(box):
+            continue
+        if not outlines.hits(box):
             return box
-        y = y + h + 1 if y + 2 * h + 1 <= size[1] else 0
-        if y == 0:
-            x = min(x + w + 1, size[0] - w)
-    return (x, y, x + w, y + h)
+        fallback = fallback or box
+    if fallback is not None:
+        return fallback
+    return next(b for b in _candidates(own, w, h, size))  # a region filling the picture
+
+
+def _leader(box, own) -> tuple[int, int, int, int] | None:
+    """A line from the tag to the nearest point of its region's box, when not adjacent."""
+    tx = min(max((box[0] + box[2]) // 2, own[0]), own[2])
+    ty = min(max((box[1] + box[3]) // 2, own[1]), own[3])
+    bx = min(max(tx, box[0]), box[2] - 1)
+    by = min(max(ty, box[1]), box[3] - 1)
+    if abs(bx - tx) + abs(by - ty) <= 2 * TAG_GAP + 2:
+        return None
+    return (bx, by, tx, ty)
+
+
+class _Occupied:
+    """Boxes in a grid of 64 px cells: does a new box overlap any of them?"""
+
+    CELL = 64
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+
+    def _keys(self, box):
+        c = self.CELL
+        for i in range(box[0] // c, (box[2] - 1) // c + 1):
+            for j in range(box[1] // c, (box[3] - 1) // c + 1):
+                yield i, j
+
+    def add(self, box) -> None:
+        for key in self._keys(box):
+            self._cells.setdefault(key, []).append(box)
+
+    def hits(self, box) -> bool:
+        return any(
+            _overlap(box, other) for key in self._keys(box) for other in self._cells.get(key, ())
+        )
 
 
 def _overlap(a, b) -> bool:

@@ -28,13 +28,13 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from kistrules.ast import Comment, Rulebook
-from kistrules.builtins import HEDGES, KEYWORDS, MEMBERSHIP_FUNCTIONS
+from kistrules.builtins import HEDGES, KEYWORDS, MEMBERSHIP_FUNCTIONS, PROPERTIES
 from kistrules.checker import did_you_mean
 from kistrules.diagnostics import Diagnostic, make
 from kistrules.span import LineIndex, Span
 
 # A statement starts at one of these; `IF` too, unless it follows `rule NAME:`.
-STATEMENT_KEYWORDS = frozenset({"RULEBOOK", "SCALE", "SET", "THRESHOLD", "RULE"})
+STATEMENT_KEYWORDS = frozenset({"RULEBOOK", "CLASS", "SCALE", "SET", "THRESHOLD", "DEFINE", "RULE"})
 # Deeper conditions are refused (E001): the passes over the AST recurse.
 MAX_NESTING = 100
 # After this many syntax errors a file is hopeless; stop rather than flood the screen.
@@ -76,12 +76,14 @@ class ParseResult:
 
     `damaged_sets` names the sets whose `set` statement did not parse: the
     checker treats them as defined, so that one broken `set` line does not
-    also make every rule using it an "unknown set".
+    also make every rule using it an "unknown set". `damaged_conditions`
+    does the same for `define` statements.
     """
 
     rulebook: Rulebook
     diagnostics: tuple[Diagnostic, ...]
     damaged_sets: frozenset[str] = field(default_factory=frozenset)
+    damaged_conditions: frozenset[str] = field(default_factory=frozenset)
 
 
 def parse(text: str, path: str = "<string>") -> tuple[Rulebook | None, list[Diagnostic]]:
@@ -322,6 +324,7 @@ def _parse_detailed(text: str, path: str) -> ParseResult:
     lark = _lark()
     statements: list[dict] = []
     damaged_sets: set[str] = set()
+    damaged_conditions: set[str] = set()
     tree = None if diagnostics else _parse_all(lark, chunks)
     if tree is not None:
         # The common case: the whole file parses in one go.
@@ -345,6 +348,8 @@ def _parse_detailed(text: str, path: str) -> ParseResult:
             if tree is None:
                 if tokens and tokens[0].type == "SET":
                     damaged_sets.update(t.value.lower() for t in tokens if t.type == "NAME")
+                if len(tokens) > 1 and tokens[0].type == "DEFINE" and tokens[1].type == "NAME":
+                    damaged_conditions.add(tokens[1].value.lower())
                 continue
             for child in tree.children:
                 _build(builder, child, rule_count, statements, diagnostics)
@@ -357,7 +362,9 @@ def _parse_detailed(text: str, path: str) -> ParseResult:
             "source": text,
         }
     )
-    return ParseResult(rulebook, tuple(diagnostics), frozenset(damaged_sets))
+    return ParseResult(
+        rulebook, tuple(diagnostics), frozenset(damaged_sets), frozenset(damaged_conditions)
+    )
 
 
 def _build(
@@ -409,13 +416,18 @@ def _parse_statement(
     """One statement's tree, or None after adding its (single) syntax error."""
     parser = lark.parse_interactive()
     index = 0
+    at_end = None
     try:
         for index, tok in enumerate(tokens):  # noqa: B007 - index names the failing token
             parser.feed_token(tok)
         index = len(tokens)
+        at_end = parser.copy()
         return parser.feed_eof(tokens[-1] if tokens else None)
     except UnexpectedToken as err:
-        expected = set(err.expected)
+        # At the end, LALR may reduce on "$END" (a `define` may end after a term, and
+        # its states are shared with rules') before it fails: ask what the last token's
+        # state accepted instead.
+        expected = set(at_end.accepts()) if at_end is not None else set(err.expected)
         diagnostics.append(
             _SyntaxError(tokens, index, expected, following, text, lines).diagnostic()
         )
@@ -436,10 +448,13 @@ _WORDS = {
     "IS": "IS",
     "ANOMALOUS": '"anomalous"',
     "RULEBOOK": '"rulebook"',
+    "CLASS": '"class"',
     "SCALE": '"scale"',
     "SET": '"set"',
     "THRESHOLD": '"threshold"',
     "RULE": '"rule"',
+    "DEFINE": '"define"',
+    "RAW": '"raw"',
     "LPAR": '"("',
     "RPAR": '")"',
     "COMMA": '","',
@@ -466,14 +481,16 @@ _ORDER = [
     "DOT",
     "COLON",
 ]
-_STATEMENT_WORDS = "a statement (rulebook, scale, set, threshold, rule or IF)"
+_STATEMENT_WORDS = "a statement (rulebook, class, scale, set, threshold, define, rule or IF)"
 _EXAMPLES = {
     "SCALE": "scale gray = 255",
     "SET": "set low = trapezoid(0, 0, 0.2, 0.4)",
     "THRESHOLD": "threshold 0.8",
     "RULEBOOK": 'rulebook "magnetic tile"',
-    "RULE": "rule dark: IF gray is low THEN anomalous (0.8)",
-    "IF": "IF gray is low THEN anomalous (0.8)",
+    "CLASS": "class blowhole, crack",
+    "RULE": "rule dark: IF gray is low THEN anomalous (0.9)",
+    "DEFINE": "define dark_spot = darkness is high AND pixels is not low",
+    "IF": "IF gray is low THEN anomalous (0.9)",
 }
 
 
@@ -482,6 +499,9 @@ _ROLE_WORDS = {
     "new_set": "a set name",
     "property": "a property name",
     "rule": "a rule name",
+    "class": "a class name",
+    "new_class": "a class name",
+    "new_condition": "a name for the condition",
 }
 
 
@@ -498,22 +518,32 @@ NAME_ROLE_AFTER: dict[str, str] = {
     "SCALE": "property",
     "SET": "new_set",
     "RULE": "rule",
+    "DEFINE": "new_condition",
     "EQUAL": "function",
+    "THEN": "class",  # `THEN crack`
+    "CLASS": "new_class",
+    "COMMA": "new_class",  # `class blowhole, crack` (membership arguments are numbers)
+    "RAW": "function",
 }
 
 
 def name_role(tokens: Sequence[Token], index: int) -> str | None:
     """What a name at `tokens[index]` of a statement stands for, judged by the tokens before it.
 
-    One of "property", "set" (a set, or a hedge before it: `is [not] [HEDGE ...] SET`),
+    One of "property" (where a condition starts: a property, or a defined
+    condition's name), "set" (a set, or a hedge before it: `is [not] [HEDGE ...] SET`),
     "new_set" (after `set`: a new set's name, or the property of an override),
-    "rule" (a new rule's name), "function" (a membership function), or None.
+    "rule" (a new rule's name), "new_condition" (after `define`), "function" (a
+    membership function), "class" (the class a rule concludes), "new_class" (a
+    name declared by `class`), or None.
     Syntax errors name what was expected with it, and the language server
     picks what to complete.
     """
     prev = tokens[index - 1].type if index > 0 else None
     if prev == "NOT" and index > 1 and tokens[index - 2].type == "IS":
         return "set"  # `is not SET`, where a bare `NOT` starts a condition
+    if prev == "EQUAL" and tokens[0].type == "DEFINE":
+        return "property"  # `define NAME = CONDITION`
     return NAME_ROLE_AFTER.get(prev) if prev is not None else None
 
 
@@ -584,6 +614,7 @@ class _SyntaxError:
         if self._unclosed_paren() is None:
             # LALR's default reductions may list ")" where no "(" is open.
             self.expected = self.expected - {"RPAR"}
+        self._narrow_to_the_statement()
         expected_words = self._expected_words()
         span, found_words = self._where()
         typo = self._keyword_typo()
@@ -601,6 +632,24 @@ class _SyntaxError:
             else f"expected {expected_words} here"
         )
         return make("E001", message, span, label=label, hint=hint, replacement=replacement)
+
+    def _narrow_to_the_statement(self) -> None:
+        """Drop what LALR's shared states allow only in another kind of statement.
+
+        Rules and `define`s share the condition's states, so a rule's condition
+        seems able to end (as a define's does) and a define's to meet THEN. And a
+        property name is never a defined condition (E022): after one, only IS fits.
+        """
+        first = self.tokens[0].type if self.tokens else None
+        before = self.tokens[: self.index]
+        if first in ("IF", "RULE") and not any(t.type == "THEN" for t in before):
+            self.expected = self.expected - STATEMENT_KEYWORDS - {"$END"}
+        elif first == "DEFINE":
+            self.expected = self.expected - {"THEN"}
+        prev = self.previous
+        named = prev is not None and prev.type == "NAME"
+        if "IS" in self.expected and named and prev.value.lower() in PROPERTIES:
+            self.expected = {"IS"}
 
     def _where(self) -> tuple[Span, str]:
         found = self.found
@@ -652,7 +701,7 @@ class _SyntaxError:
         """A word that is one slip away from a keyword that fits here (`THN` for `then`)."""
         wanted = {t.lower() for t in self.expected if t.lower() in KEYWORDS}
         if self.index == 0:
-            wanted |= {"rulebook", "scale", "set", "threshold", "rule", "if"}
+            wanted |= {"rulebook", "class", "scale", "set", "threshold", "define", "rule", "if"}
         found = self.found
         if found is not None and found.type == "NAME":
             guess = did_you_mean(found.value, sorted(wanted))
@@ -687,23 +736,35 @@ class _SyntaxError:
             return f'the "(" at {line}:{column} is never closed'
         if found is not None and found.type == "RPAR" and "RPAR" not in expected:
             return 'this ")" has no matching "("'
+        if (
+            first is not None
+            and first.type == "DEFINE"
+            and found is not None
+            and (found.type in ("THEN", "ANOMALOUS"))
+        ):
+            name = self.tokens[1].value if len(self.tokens) > 1 else "NAME"
+            return f"a define only names a condition; a rule uses it: IF {name} THEN anomalous"
         if "THEN" in expected:
             if found is not None and found.type == "ANOMALOUS":
                 return 'missing THEN before "anomalous"'
             return "a rule reads IF condition THEN anomalous"
         if "IS" in expected and prev is not None and prev.type == "NAME":
             return f'a term reads PROPERTY is SET, e.g. "{prev.value} is low"'
-        if "EQUAL" in expected and first is not None and first.type in ("SCALE", "SET"):
+        if "EQUAL" in expected and first is not None and first.type in ("SCALE", "SET", "DEFINE"):
             return f'missing "=": write it as {_EXAMPLES[first.type]}'
         if "ANOMALOUS" in expected:
-            return 'a rule always concludes "THEN anomalous"'
+            return 'a rule concludes "THEN anomalous" or "THEN CLASS", a class declared by "class"'
+        if first is not None and first.type == "CLASS" and found is not None:
+            if found.type == "ANOMALOUS":
+                return '"anomalous" is built in (any class): declare the kinds of defect'
+            return "for example: class blowhole, crack"
         if (
             prev is not None
-            and prev.type == "ANOMALOUS"
+            and (prev.type == "ANOMALOUS" or (prev.type == "NAME" and "LPAR" in expected))
             and found is not None
             and found.type == "NUMBER"
         ):
-            return f"write the truth value in parentheses: anomalous ({found.value})"
+            return f"write the truth value in parentheses: {prev.value} ({found.value})"
         if self.index == 0 and found is not None and found.type == "NAME":
             nxt = self.tokens[1] if len(self.tokens) > 1 else None
             if nxt is not None and nxt.type == "IS":
@@ -805,6 +866,8 @@ class _Builder:
             }
         if kind == "threshold_def":
             return {"kind": "threshold", "span": span, "value": self.number(kids[1])}
+        if kind == "class_def":
+            return {"kind": "class", "span": span, "names": [self.identifier(t) for t in kids[1:]]}
         if kind == "set_def":
             names = [c for c in kids if isinstance(c, Token) and c.type == "NAME"]
             return {
@@ -814,25 +877,37 @@ class _Builder:
                 "name": self.identifier(names[-1]),
                 "function": self.membership(kids[-1]),
             }
+        if kind == "define_def":
+            return {
+                "kind": "define",
+                "span": span,
+                "name": self.identifier(kids[1]),
+                "condition": self.condition(kids[2]),
+            }
         if kind == "rule":
             return self.rule(span, kids, rule_position)
         raise ValueError(f"unexpected statement {kind!r}")  # pragma: no cover - grammar bug
 
     def membership(self, tree: Tree) -> dict:
         kids = [c for c in tree.children if c is not None]
+        raw = kids[0].type == "RAW"
+        kids = kids[1:] if raw else kids
         return {
             "kind": "membership",
             "span": self.span_of(tree),
             "function": self.identifier(kids[0]),
             "args": [self.number(t) for t in kids[1:]],
+            "raw": raw,
         }
 
     def rule(self, span: dict, kids: list, position: int) -> dict:
-        label = truth = condition = None
+        label = truth = condition = conclusion = None
         for i, child in enumerate(kids):
             if isinstance(child, Token):
-                if child.type == "NAME" and i > 0 and kids[i - 1].type == "RULE":
+                if child.type == "NAME" and kids[i - 1].type == "RULE":
                     label = self.identifier(child)
+                elif child.type == "NAME":  # after THEN: the class concluded
+                    conclusion = self.identifier(child)
             elif child.data == "truth":
                 truth = self.number(child.children[0])
             else:
@@ -842,6 +917,7 @@ class _Builder:
             "span": span,
             "label": label,
             "condition": condition,
+            "conclusion": conclusion,
             "truth": truth,
             "position": position,
         }
@@ -860,6 +936,12 @@ class _Builder:
                 "negated": kids[2] is not None,
                 "hedges": [self.identifier(t) for t in names[:-1]],
                 "set": self.identifier(names[-1]),
+            }
+        if kind == "reference":
+            return {
+                "kind": "reference",
+                "span": self.span_of(tree),
+                "name": self.identifier(tree.children[0]),
             }
         if kind == "negation":
             return {

@@ -1,11 +1,14 @@
-"""`kistrules plot`: the membership functions a rulebook uses, one panel per property.
+"""`kistrules plot`: the terms a rulebook uses, one panel per property.
 
-Each curve is the compiled scorer's own membership code evaluated on a grid
-of standardised values (never a second implementation drawn by hand), so the
-picture shows exactly what training will compute. Each panel states the
-property's scale gamma and what v' = 1 means in raw units; overrides
-(`set PROPERTY.NAME = ...`) are dashed and named as such; the header states
-the threshold alpha.
+Each curve is the compiled scorer's own code evaluated on a grid of
+standardised values (never a second implementation drawn by hand), so the
+picture shows exactly what training will compute: a term as the rules write
+it, hedges (`very` = x^2, `somewhat` = x^0.5) and `not` (1 - x) included, is a
+thick line; a set the rules use only through a hedge or `not` is also drawn
+thin, so that the change the hedge makes shows. Each panel states the
+property's scale gamma and what v' = 1 means in raw units, and draws the
+threshold alpha as a dotted line; overrides (`set PROPERTY.NAME = ...`) are
+dashed and named as such.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from kistrules.ast import iter_terms
-from kistrules.builtins import PROPERTIES
+from kistrules.builtins import HEDGES, PROPERTIES
+from kistrules.errors import KistrulesError
 from kistrules.overlay import PALETTE, TEXT, font
 from kistrules.resolve import MembershipFunction, ResolvedRulebook
 
@@ -35,15 +39,38 @@ class Curve:
     used_as: tuple[str, ...]  # how the rules write it: "low", "not low", "very high"
 
 
+@dataclass(frozen=True)
+class TermCurve:
+    """One term as the rules write it (`not very low`), sampled on the grid."""
+
+    phrase: str  # "very low", "not high", "low"
+    set: str
+    hedges: tuple[str, ...]
+    negated: bool
+    mf: MembershipFunction
+    values: np.ndarray  # (GRID,) the term's truth: hedges, then `not`
+
+
 def evaluate_set(mf: MembershipFunction, grid: np.ndarray) -> np.ndarray:
     """Membership of `grid` in a resolved set, by the compiler's torch code."""
+    return evaluate_term(mf, (), False, grid)
+
+
+def evaluate_term(
+    mf: MembershipFunction, hedges: Sequence[str], negated: bool, grid: np.ndarray
+) -> np.ndarray:
+    """A term's truth on `grid`, by the scorer's torch code: set, hedges, then `not`."""
     import torch
 
-    from kistrules.membership import grade_set
+    from kistrules.membership import apply_hedge, grade_set, hedge_exponent, negate
 
     values = torch.as_tensor(grid, dtype=torch.float64)
     with torch.no_grad():
         grades = grade_set(mf.function, mf.params, values)
+        if hedges:
+            grades = apply_hedge(grades, hedge_exponent(hedges))
+        if negated:
+            grades = negate(grades)
     return grades.cpu().numpy()
 
 
@@ -80,13 +107,39 @@ def curves(
     return out
 
 
+def term_curves(resolved: ResolvedRulebook) -> dict[str, list[TermCurve]]:
+    """Property -> every distinct term the rules write on it, sampled, in order of first use."""
+    grid = np.linspace(0.0, 1.0, GRID)
+    seen: dict[str, dict[str, TermCurve]] = {p: {} for p in resolved.properties}
+    for rule in resolved.rules:
+        for term in iter_terms(rule.condition):
+            prop, phrase = term.property.name, _term_phrase(term)
+            if phrase in seen[prop]:
+                continue
+            hedges = tuple(h.name for h in term.hedges)
+            mf = resolved.sets[(prop, term.set.name)]
+            values = evaluate_term(mf, hedges, term.negated, grid)
+            seen[prop][phrase] = TermCurve(phrase, term.set.name, hedges, term.negated, mf, values)
+    return {prop: list(terms.values()) for prop, terms in seen.items()}
+
+
+def _formula(term: TermCurve) -> str:
+    """`very not low` -> "1 - low(v')^2": what the line shows, in the scorer's terms."""
+    exponent = 1.0
+    for hedge in term.hedges:
+        exponent *= HEDGES[hedge]
+    core = f"{term.set}(v')" + (f"^{exponent:g}" if exponent != 1.0 else "")
+    return f"1 - {core}" if term.negated else core
+
+
 def _format_params(mf: MembershipFunction) -> str:
     return f"{mf.function}({', '.join(f'{p:g}' for p in mf.params)})"
 
 
-def _legend_label(curve: Curve) -> str:
+def _legend_label(curve: Curve | TermCurve) -> str:
     origin = {"builtin": "built-in", "file": "file", "override": "OVERRIDE, dashed"}
-    return f"{curve.name}: {_format_params(curve.mf)} [{origin.get(curve.mf.origin, '')}]"
+    name = curve.set if isinstance(curve, TermCurve) else curve.name
+    return f"{name}: {_format_params(curve.mf)} [{origin.get(curve.mf.origin, '')}]"
 
 
 def _scale_line(prop: str, gamma: float, explicit: bool) -> str:
@@ -96,6 +149,7 @@ def _scale_line(prop: str, gamma: float, explicit: bool) -> str:
 
 
 PANEL_W, PLOT_H = 560, 240  # plot_h: the axes' height
+THRESHOLD_COLOUR = (200, 30, 30)
 LEFT, RIGHT, TOP = 52, 20, 52
 LEGEND_ROW = 30
 
@@ -114,7 +168,13 @@ def _panel_height(rows: int) -> int:
     return TOP + PLOT_H + 60 + LEGEND_ROW * rows
 
 
-def _panel(prop: str, sets: list[Curve], resolved: ResolvedRulebook, height: int) -> Image.Image:
+def _panel(
+    prop: str,
+    sets: list[Curve],
+    terms: list[TermCurve],
+    resolved: ResolvedRulebook,
+    height: int,
+) -> Image.Image:
     panel = Image.new("RGB", (PANEL_W, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     x0, x1 = LEFT, PANEL_W - RIGHT
@@ -146,24 +206,60 @@ def _panel(prop: str, sets: list[Curve], resolved: ResolvedRulebook, height: int
     )
     grid = np.linspace(0.0, 1.0, GRID)
     xs = x0 + grid * (x1 - x0)
-    for i, curve in enumerate(sets):
-        colour = PALETTE[i % len(PALETTE)]
-        ys = y1 - np.clip(curve.values, 0, 1) * (y1 - y0)
+    colours = {term.phrase: PALETTE[i % len(PALETTE)] for i, term in enumerate(terms)}
+
+    def line(values: np.ndarray, colour, width: int, dashed: bool) -> None:
+        ys = y1 - np.clip(values, 0, 1) * (y1 - y0)
         points = list(zip(xs.tolist(), ys.tolist(), strict=True))
-        if curve.mf.origin == "override":
-            _dashed(draw, points, colour, 3)
+        if dashed:
+            _dashed(draw, points, colour, width)
         else:
-            draw.line(points, fill=colour, width=3)
+            draw.line(points, fill=colour, width=width)
+
+    # A set the rules use only through a hedge or `not`: thin, in its first term's colour.
+    thin = _thin_sets(sets, terms)
+    for curve, first in thin:
+        line(curve.values, colours[first.phrase], 1, curve.mf.origin == "override")
+    for term in terms:
+        line(term.values, colours[term.phrase], 3, term.mf.origin == "override")
+    _threshold_line(draw, resolved.threshold, x0, x1, y0, y1, small)
     # The legend sits below the axes, so that it never hides a curve.
     legend_y = y1 + 56
-    for i, curve in enumerate(sets):
-        colour = PALETTE[i % len(PALETTE)]
-        uses = ", ".join(curve.used_as)
+    for term in terms:
+        colour = colours[term.phrase]
         draw.rectangle((x0, legend_y + 5, x0 + 18, legend_y + 9), fill=colour)
-        draw.text((x0 + 26, legend_y), _legend_label(curve), fill=TEXT, font=small)
-        draw.text((x0 + 26, legend_y + 13), f"used as: {uses}", fill=(90, 90, 90), font=small)
+        name = f"{term.phrase} = {_formula(term)}" if term.hedges or term.negated else term.phrase
+        draw.text((x0 + 26, legend_y), name, fill=TEXT, font=small)
+        draw.text((x0 + 26, legend_y + 13), _legend_label(term), fill=(90, 90, 90), font=small)
+        legend_y += LEGEND_ROW
+    for curve, first in thin:
+        draw.line((x0, legend_y + 7, x0 + 18, legend_y + 7), fill=colours[first.phrase], width=1)
+        text = f"{curve.name}(v'): the set itself, thin (the rules use it only hedged or negated)"
+        draw.text((x0 + 26, legend_y), text, fill=TEXT, font=small)
         legend_y += LEGEND_ROW
     return panel
+
+
+def _thin_sets(sets: list[Curve], terms: list[TermCurve]) -> list[tuple[Curve, TermCurve]]:
+    """The sets no rule uses plainly, each with its first (hedged or negated) term."""
+    out = []
+    for curve in sets:
+        used = [t for t in terms if t.set == curve.name]
+        if used and all(t.hedges or t.negated for t in used):
+            out.append((curve, used[0]))
+    return out
+
+
+def _threshold_line(draw, alpha: float, x0: int, x1: int, y0: int, y1: int, text_font) -> None:
+    """alpha as a dotted line across the axes, labelled at its right end."""
+    y = y1 - min(max(alpha, 0.0), 1.0) * (y1 - y0)
+    for x in range(x0, x1, 6):
+        draw.line([(x, y), (min(x + 2, x1), y)], fill=THRESHOLD_COLOUR, width=1)
+    label = f"alpha = {alpha:g}"
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=text_font)
+    box = (x1 - (right - left) - 8, y - (bottom - top) - 7, x1 - 2, y - 2)
+    draw.rectangle(box, fill=(255, 255, 255))
+    draw.text((box[0] + 3, box[1] + 1), label, fill=THRESHOLD_COLOUR, font=text_font)
 
 
 def render_sets(
@@ -172,10 +268,21 @@ def render_sets(
     evaluate: Callable[[MembershipFunction, np.ndarray], np.ndarray] = evaluate_set,
     columns: int = 2,
 ) -> Image.Image:
-    """The whole figure: a header (name, threshold alpha) and one panel per used property."""
+    """The whole figure: a header (name, threshold alpha) and one panel per used property.
+
+    Raises KistrulesError for a rulebook without rules: there is nothing to draw,
+    and a blank picture would look like a plot of nothing wrong.
+    """
+    if not resolved.rules:
+        name = resolved.source.path or resolved.source.display_name or "the rulebook"
+        raise KistrulesError(f"{name}: the rulebook has no rules, so no terms to plot")
     by_property = curves(resolved, evaluate=evaluate)
-    height = _panel_height(max((len(sets) for sets in by_property.values()), default=1))
-    panels = [_panel(prop, sets, resolved, height) for prop, sets in by_property.items()]
+    by_term = term_curves(resolved)
+    rows = [len(by_term[p]) + len(_thin_sets(sets, by_term[p])) for p, sets in by_property.items()]
+    height = _panel_height(max(rows, default=1))
+    panels = [
+        _panel(prop, sets, by_term[prop], resolved, height) for prop, sets in by_property.items()
+    ]
     columns = max(1, min(columns, len(panels)))
     rows = max(1, -(-len(panels) // columns))
     header = 44

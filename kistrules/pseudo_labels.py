@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kistrules.ast import ANY_CLASS
 from kistrules.regions import eq9_thresholds, measure_regions, pseudo_label_mask
 
 
@@ -25,7 +26,9 @@ class PseudoLabels:
     """One labelling of a batch of anomalous images.
 
     table: every 8-connected region of residual > t, for every t of eq. (9).
-    trace: the scorer's ScoreTrace for those regions (grade, rules, winner, fired, ...).
+    trace: the scorer's ScoreTrace for those regions (grade, rules, winner, fired, ...);
+        with declared classes, `trace.classes` grades each class and a labelled
+        region's class is `trace.winner_class` (the winning rule's conclusion).
     mask: (B, H, W) bool, eq. (12): union of the regions with grade >= alpha.
     thresholds: (T,) float64, eq. (9).
     """
@@ -64,12 +67,13 @@ def label_regions(
             f"images {tuple(images.shape)} and residuals {tuple(residuals.shape)} "
             "must both be (B, H, W)"
         )
-    thresholds = np.asarray(eq9_thresholds(float(mu), float(sigma), s), dtype=np.float64)
-    table = measure_regions(
+    table, thresholds = residual_regions(
         images,
         residuals,
-        thresholds,
-        properties=list(scorer.properties),
+        mu=mu,
+        sigma=sigma,
+        s=s,
+        properties=scorer.properties,
         original_sizes=original_sizes,
     )
     trace = scorer(table, trace=True)
@@ -77,6 +81,30 @@ def label_regions(
         device=residuals.device, dtype=torch.bool
     )
     return PseudoLabels(table=table, trace=trace, mask=mask, thresholds=thresholds)
+
+
+def residual_regions(
+    images: torch.Tensor,
+    residuals: torch.Tensor,
+    *,
+    mu: float,
+    sigma: float,
+    s: float = 0.3,
+    properties: Sequence[str] | None = None,
+    original_sizes: Sequence[tuple[int, int]] | None = None,
+) -> tuple[Any, np.ndarray]:
+    """Eq. 9-10 without the grading: the regions of every threshold, measured, and the
+    thresholds. `label_regions` grades them; `kistrules tune` grades them many times.
+    `properties`: what to measure (None: every property)."""
+    thresholds = np.asarray(eq9_thresholds(float(mu), float(sigma), s), dtype=np.float64)
+    table = measure_regions(
+        images,
+        residuals,
+        thresholds,
+        properties=None if properties is None else list(properties),
+        original_sizes=original_sizes,
+    )
+    return table, thresholds
 
 
 def rule_masks(labels: PseudoLabels, scorer: Any) -> list[torch.Tensor]:
@@ -90,3 +118,33 @@ def rule_masks(labels: PseudoLabels, scorer: Any) -> list[torch.Tensor]:
         fired = (rules[:, index] >= float(scorer.threshold)).cpu()
         out.append(torch.as_tensor(pseudo_label_mask(labels.table, fired)).to(torch.bool))
     return out
+
+
+def region_classes(labels: PseudoLabels, scorer: Any) -> list[str | None]:
+    """The class of each region: its winning rule's conclusion when labelled, else None."""
+    fired = torch.as_tensor(labels.trace.fired).cpu().tolist()
+    winner = torch.as_tensor(labels.trace.winner).cpu().tolist()
+    return [scorer.rule_classes[w] if f else None for f, w in zip(fired, winner, strict=True)]
+
+
+def class_masks(labels: PseudoLabels, scorer: Any) -> dict[str, torch.Tensor]:
+    """Per class, the (B, H, W) union of the labelled regions of that class.
+
+    A labelled region has one class, its winning rule's conclusion, so the
+    masks together cover the overall mask; they may overlap where regions of
+    different thresholds nest. Declared classes come in declaration order, then
+    `anomalous` when some rule concludes it (its regions have no named class).
+    """
+    fired = torch.as_tensor(labels.trace.fired).cpu()
+    which = torch.as_tensor(labels.trace.winner_class).cpu()
+    names = list(scorer.class_names)
+    codes = list(range(len(names)))
+    if ANY_CLASS in scorer.rule_classes:
+        names.append(ANY_CLASS)
+        codes.append(-1)
+    return {
+        name: torch.as_tensor(pseudo_label_mask(labels.table, fired & (which == code))).to(
+            torch.bool
+        )
+        for name, code in zip(names, codes, strict=True)
+    }

@@ -2,17 +2,22 @@
 
 A term `gray is low` means, in order of precedence: the override
 `set gray.low = ...`, else a file-wide `set low = ...`, else the built-in
-`low`. A property without `scale` gets its default gamma. The compiler,
-the analysis and `plot` all read a `ResolvedRulebook`, so they cannot
-disagree about which set a term uses.
+`low`. A property without `scale` gets its default gamma; a `raw` set is
+divided by its property's gamma here. A rule concludes `anomalous` or a
+declared class. Named conditions are written out
+(`kistrules.definitions`), so the rules of a `ResolvedRulebook` hold terms
+only. The compiler, the analysis and `plot` all read a `ResolvedRulebook`,
+so they cannot disagree about which set a term uses.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
-from kistrules.ast import Rule, Rulebook, SetDef, iter_terms
+from kistrules.ast import ANY_CLASS, Rule, Rulebook, SetDef, iter_terms
 from kistrules.builtins import BUILTIN_SETS, PROPERTIES
+from kistrules.definitions import expand, expansions
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,12 @@ class ResolvedRulebook:
 
     source: Rulebook
     threshold: float
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # the source's rules, named conditions written out
     properties: tuple[str, ...]  # properties the rules use, in order of first use
     scales: dict[str, float]  # gamma for every used property (explicit or default)
     explicit_scales: frozenset[str]
     sets: dict[tuple[str, str], MembershipFunction] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()  # declared classes, in declaration order
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -50,7 +56,7 @@ def lookup_set(
     """
     definition = find_set_def(rulebook, property_name, set_name, defined=defined)
     if definition is not None:
-        return _from_def(definition, "file" if definition.property is None else "override")
+        return set_function(rulebook, definition)
     if set_name in BUILTIN_SETS:
         function, params = BUILTIN_SETS[set_name]
         return MembershipFunction(function, params, "builtin")
@@ -66,12 +72,26 @@ def find_set_def(
     return defined.get(f"{property_name}.{set_name}") or defined.get(set_name)
 
 
-def _from_def(definition: SetDef, origin: str) -> MembershipFunction:
-    return MembershipFunction(
-        definition.function.function.name,
-        tuple(arg.value for arg in definition.function.args),
-        origin,
-    )
+def scale_of(rulebook: Rulebook, property_name: str) -> float:
+    """A property's gamma: its `scale` line, else its default."""
+    explicit = rulebook.scales.get(property_name)
+    return explicit if explicit is not None else PROPERTIES[property_name].default_scale
+
+
+def set_function(rulebook: Rulebook, definition: SetDef) -> MembershipFunction:
+    """The membership function a `set` line defines, over standardised values.
+
+    A `raw` set (only `set PROPERTY.NAME = raw ...`, E025) is written in the
+    property's units: each parameter, widths included, is divided by its gamma.
+    """
+    call = definition.function
+    params = tuple(arg.value for arg in call.args)
+    if call.raw and definition.property is not None:
+        gamma = scale_of(rulebook, definition.property.name)
+        if math.isfinite(gamma) and gamma > 0:  # else E006 / E015: the checker's to say
+            params = tuple(p / gamma for p in params)
+    origin = "file" if definition.property is None else "override"
+    return MembershipFunction(call.function.name, params, origin)
 
 
 def sets_for_property(rulebook: Rulebook, property_name: str) -> dict[str, MembershipFunction]:
@@ -93,7 +113,18 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
     properties: list[str] = []
     sets: dict[tuple[str, str], MembershipFunction] = {}
     defined = rulebook.sets
+    classes = rulebook.classes
+    declared = frozenset(classes)
     for rule in rulebook.rules:
+        if rule.concludes != ANY_CLASS and rule.concludes not in declared:
+            raise KeyError(f"unknown class {rule.concludes!r}")
+    rules = rulebook.rules
+    if rulebook.definitions:
+        written_out = expansions(rulebook)
+        rules = tuple(
+            r.model_copy(update={"condition": expand(r.condition, written_out)}) for r in rules
+        )
+    for rule in rules:
         for term in iter_terms(rule.condition):
             prop, name = term.property.name, term.set.name
             if prop not in PROPERTIES:
@@ -113,11 +144,12 @@ def resolve(rulebook: Rulebook) -> ResolvedRulebook:
     return ResolvedRulebook(
         source=rulebook,
         threshold=rulebook.threshold,
-        rules=rulebook.rules,
+        rules=rules,
         properties=tuple(properties),
         scales=scales,
         explicit_scales=frozenset(explicit),
         sets=sets,
+        classes=classes,
     )
 
 

@@ -1,7 +1,8 @@
 """Names declared and used in a rulebook, found from the AST alone.
 
 Every identifier of the AST plays a role fixed by where it sits: `Term.set`
-names a set, `SetDef.name` declares one, `Rule.label` names a rule. `ROLES`
+names a set, `SetDef.name` declares one, `Rule.label` names a rule,
+`Define.name` declares a named condition and `ConditionRef.name` uses one. `ROLES`
 maps (node kind, field) to that role, and one generic walk over the AST finds
 every identifier with its role: an `Occurrence`. Statements that declare
 something are listed in `DECLARATIONS`, so that a statement without a name of
@@ -14,9 +15,11 @@ keyed by the definition it resolves to (`kistrules.resolve.find_set_def`), so
 `gray is low` refers to `set gray.low` where there is one, else to `set low`,
 else to the built-in `low` (which has no declaration in the file).
 
-Adding a declaration to the language (say `class NAME`) takes one line in
-`DECLARATIONS` and one line in `ROLES` per AST field that holds a name; a
-test fails for an AST field holding an `Identifier` that has no role.
+Adding a declaration to the language takes one line in `DECLARATIONS` and
+one line in `ROLES` per AST field that holds a name; a test fails for an
+AST field holding an `Identifier` that has no role. A `class` line declares
+one symbol per name (`class blowhole, crack`), and a rule's conclusion
+(`THEN crack`) refers to it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kistrules.ast import Identifier, Node, Rule, Rulebook, SetDef, Term
+from kistrules.ast import ClassDef, Define, Identifier, Node, Rule, Rulebook, SetDef, Term
 from kistrules.resolve import find_set_def
 from kistrules.span import Span
 
@@ -35,7 +38,8 @@ from kistrules.span import Span
 class Occurrence:
     """One identifier in the text, with what it names."""
 
-    kind: str  # "property", "set", "hedge", "function", "rule"
+    # "property", "set", "hedge", "function", "rule", "class" or "condition"
+    kind: str
     key: str  # the symbol it names: a set's qualified name, else the name itself
     identifier: Identifier
     node: Node  # the node holding the identifier (a Term, a SetDef, ...)
@@ -90,25 +94,42 @@ ROLES: dict[tuple[str, str], Role] = {
     ("term", "property"): Role("property"),
     ("term", "hedges"): Role("hedge"),
     ("term", "set"): Role("set", _term_set_key),
+    ("class", "names"): Role("class"),
+    ("rule", "conclusion"): Role("class"),
+    ("define", "name"): Role("condition"),
+    ("reference", "name"): Role("condition"),
 }
 
 
-def _declare_set(statement: Node) -> Declaration:
+def _declare_set(statement: Node) -> tuple[Declaration, ...]:
     assert isinstance(statement, SetDef)
     name = statement.qualified_name
-    return Declaration("set", name, name, statement.name.span, statement)
+    return (Declaration("set", name, name, statement.name.span, statement),)
 
 
-def _declare_rule(statement: Node) -> Declaration:
+def _declare_rule(statement: Node) -> tuple[Declaration, ...]:
     assert isinstance(statement, Rule)
     span = statement.label.span if statement.label is not None else statement.span
-    return Declaration("rule", statement.name, statement.name, span, statement)
+    return (Declaration("rule", statement.name, statement.name, span, statement),)
 
 
-# Statement kind -> its declaration.
-DECLARATIONS: dict[str, Callable[[Node], Declaration]] = {
+def _declare_classes(statement: Node) -> tuple[Declaration, ...]:
+    assert isinstance(statement, ClassDef)
+    return tuple(Declaration("class", n.name, n.name, n.span, statement) for n in statement.names)
+
+
+def _declare_condition(statement: Node) -> tuple[Declaration, ...]:
+    assert isinstance(statement, Define)
+    name = statement.name.name
+    return (Declaration("condition", name, name, statement.name.span, statement),)
+
+
+# Statement kind -> its declarations (one per name it declares).
+DECLARATIONS: dict[str, Callable[[Node], tuple[Declaration, ...]]] = {
     "set": _declare_set,
     "rule": _declare_rule,
+    "class": _declare_classes,
+    "define": _declare_condition,
 }
 
 
@@ -147,7 +168,7 @@ def declarations(rulebook: Rulebook) -> list[Declaration]:
     for statement in rulebook.statements:
         declare = DECLARATIONS.get(statement.kind)
         if declare is not None:
-            out.append(declare(statement))
+            out.extend(declare(statement))
     return out
 
 

@@ -10,8 +10,8 @@ single-line `match` (no begin/end) and uses only regex syntax that Oniguruma
 (VS Code, TextMate, GitHub) and Python's `re` read alike: `(?i)` at the start,
 classes, `\\b`, `\\s`, a lookbehind of one character class. Editors read line
 by line, so a statement split across lines still gets every token scoped,
-only the declaring ones (`set NAME`, `rule NAME:`) lose their name's special
-scope.
+only the declaring ones (`set NAME`, `define NAME`, `rule NAME:`, `class NAME`,
+`THEN CLASS`) lose their name's special scope.
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ NAME = "[A-Za-z_][A-Za-z0-9_]*"
 # Keywords by what they do; a keyword missing here is still scoped, as keyword.other.
 KEYWORD_SCOPES = {
     "rulebook": "storage.type",
+    "class": "storage.type",
     "scale": "storage.type",
     "set": "storage.type",
     "threshold": "storage.type",
     "rule": "storage.type",
+    "define": "storage.type",
+    "raw": "keyword.other.unit",
     "if": "keyword.control",
     "then": "keyword.control",
     "and": "keyword.operator.logical",
@@ -105,6 +108,34 @@ def grammar() -> dict:
                     "captures": {
                         "1": {"name": "storage.type" + s},
                         "2": {"name": "entity.name.type.set" + s},
+                    },
+                },
+                {  # `class blowhole, crack`: the first name, then each after a comma
+                    "match": f"(?i)\\b(class)\\s+({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "storage.type" + s},
+                        "2": {"name": "entity.name.type.class" + s},
+                    },
+                },
+                {  # only class lines have a name after a comma (arguments are numbers)
+                    "match": f"(,)\\s*({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "punctuation.separator.comma" + s},
+                        "2": {"name": "entity.name.type.class" + s},
+                    },
+                },
+                {  # `THEN crack`: the class a rule concludes (`anomalous` is a keyword)
+                    "match": f"(?i)\\b(then)\\s+(?!anomalous\\b)({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "keyword.control" + s},
+                        "2": {"name": "entity.name.type.class" + s},
+                    },
+                },
+                {
+                    "match": f"(?i)\\b(define)\\s+({NAME})\\b",
+                    "captures": {
+                        "1": {"name": "storage.type" + s},
+                        "2": {"name": "entity.name.function.condition" + s},
                     },
                 },
                 {

@@ -37,7 +37,11 @@ def check_command(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
     select: Annotated[
         list[str] | None,
-        typer.Option("--select", help="Only these codes or prefixes (E002, W1); repeatable."),
+        typer.Option(
+            "--select",
+            help="Only these codes or prefixes (E002, W1); repeatable. Off-by-default "
+            "codes (W107) are reported only when named in full.",
+        ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
@@ -46,16 +50,17 @@ def check_command(
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
 ) -> None:
     """Check rulebooks like code: syntax, names, ranges, and logic warnings."""
-    from kistrules.api import check_file, select_codes, validate_codes
+    from kistrules.api import check_file, opt_in_codes, select_codes, validate_codes
     from kistrules.render import render_github, render_json, render_text
 
     try:
         validate_codes((select or []) + (ignore or []))
+        enable = opt_in_codes(select)
         files = collect_rulebooks(paths)
         sources: dict[str, str] = {}
         diagnostics = []
         for path in files:
-            text, found = check_file(path)
+            text, found = check_file(path, enable=enable)
             if text is not None:
                 sources[str(path)] = text
             diagnostics += select_codes(found, select=select, ignore=ignore)

@@ -18,8 +18,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kist_train.config import DEVICE_HELP
-from kistrules.commands.common import one_line_errors, stderr
+from kist_train.config import DEVICE_HELP, MASK_THRESHOLD
+from kistrules.commands.common import MaskThreshold, one_line_errors, stderr, stdout_console
 from kistrules.errors import UsageError
 from kistrules.files import require_regular_file
 
@@ -62,6 +62,7 @@ def run_explain(
     sigma: float | None = None,
     s: float | None = None,
     device: str = "auto",
+    mask_threshold: float = MASK_THRESHOLD,
 ):
     """Load everything an explanation needs and explain; returns (scorer, ExplainResult)."""
     from kist_train.data import read_gray, read_mask
@@ -78,6 +79,8 @@ def run_explain(
         raise UsageError(f"give one region source, not {' and '.join(sources)}")
     if mask is not None and (model is not None or mu is not None or sigma is not None):
         raise UsageError("--mask takes no --model, --mu or --sigma (its regions are given)")
+    if mask is None and mask_threshold != MASK_THRESHOLD:
+        raise UsageError("--mask-threshold applies to --mask only")
     image = read_gray(_existing(image_path, "image file"))
     rulebook = load(_existing(rulebook_path, "rulebook file"))
     run = None
@@ -92,7 +95,7 @@ def run_explain(
     on = run.device if run is not None else resolve_device(device)  # the one --device parser
     scorer = compile_rulebook(resolve(rulebook), device=on)
     if mask is not None:
-        truth = read_mask(_existing(mask, "mask file"))
+        truth = read_mask(_existing(mask, "mask file"), mask_threshold)
         return scorer, explain.explain_mask(scorer, image, truth)
     if residual is not None:
         if run is not None:
@@ -127,8 +130,20 @@ def _short_cf(region, why_not: str | None) -> str:
     found = [r.counterfactual for r in rules if r.counterfactual is not None]
     if found:
         return min(found, key=lambda c: c.change).text
+    pairs = [r.pair_counterfactual for r in rules if r.pair_counterfactual is not None]
+    if pairs:
+        return min(pairs, key=lambda c: c.change).text
     reasons = [r.no_counterfactual_reason for r in rules if r.no_counterfactual_reason]
-    return reasons[0] if reasons and why_not is not None else "no single change fires a rule"
+    if reasons and why_not is not None:
+        return reasons[0]
+    return "no change of one or two properties fires a rule"
+
+
+def _limiting(rule) -> str:
+    """The limiting term; every term at 0 when several are (changing one cannot help)."""
+    if len(rule.zero_terms) > 1:
+        return f"{', '.join(rule.zero_terms)} (all 0)"
+    return rule.limiting_term
 
 
 def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | None, title: str):
@@ -136,14 +151,19 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
     from kistrules.explain import grade_text
 
     table = Table(title=title, title_justify="left", header_style="bold")
+    # overflow="fold": on a narrow terminal a long rule name wraps, it is never cut.
     for column in ("id", "t", "bbox r0,c0,r1,c1", "px", "grade", ">= alpha", "fired"):
         table.add_column(
-            column, justify="right" if column in ("id", "t", "px", "grade") else "left"
+            column,
+            justify="right" if column in ("id", "t", "px", "grade") else "left",
+            overflow="fold",
         )
+    if scorer.class_names:  # a class-aware rulebook: the class each labelled region gets
+        table.add_column("class")
     if why_not is not None:
-        table.add_column(f"{why_not} output")
-        table.add_column("limiting term")
-    table.add_column("nearest change" if why_not is None else f"why not {why_not}")
+        table.add_column(f"{why_not} output", overflow="fold")
+        table.add_column("limiting term", overflow="fold")
+    table.add_column("nearest change" if why_not is None else f"why not {why_not}", overflow="fold")
     for region in result.regions:
         row = [
             str(region.id),
@@ -154,9 +174,11 @@ def print_explanation(console, scorer, result, *, verbose: bool, why_not: str | 
             "yes" if region.fired else "no",
             region.winner or "none",
         ]
+        if scorer.class_names:
+            row.append(region.defect_class or "-")
         if why_not is not None:
             rule = next(r for r in region.rules if r.name == why_not)
-            row += [grade_text(rule.output, scorer.threshold), rule.limiting_term]
+            row += [grade_text(rule.output, scorer.threshold), _limiting(rule)]
         row.append(_short_cf(region, why_not))
         table.add_row(*[escape(c) for c in row])
     console.print(table)
@@ -182,7 +204,7 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
     console.print(f"[bold]region {region.id}[/]: {escape(props)}", highlight=False)
     detail = Table(show_header=True, header_style="dim", box=None, padding=(0, 2))
     for column in ("rule", "term", "truth", "rule output", "limiting"):
-        detail.add_column(column)
+        detail.add_column(column, overflow="fold")
     notes = []
     terms_of: dict[str, list] = {}
     for term in region.terms:  # grouped once: a scan per rule was quadratic in rules
@@ -191,6 +213,7 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
         if why_not is not None and rule.name != why_not:
             continue
         terms = terms_of.get(rule.name, [])
+        zeros = set(rule.zero_terms) if len(rule.zero_terms) > 1 else set()
         for i, term in enumerate(terms):
             output = grade_text(rule.output, alpha) + (
                 " >= alpha" if rule.reaches_threshold else ""
@@ -200,14 +223,26 @@ def _render_region(console, region, why_not: str | None, alpha: float) -> None:
                 escape(term.term),
                 f"{term.truth:.3f}",
                 output if i == 0 else "",
-                "<- limiting" if term.term == rule.limiting_term else "",
+                "<- limiting"
+                if term.term == rule.limiting_term
+                else "<- also 0"
+                if term.term in zeros
+                else "",
             )
         if not rule.reaches_threshold:
-            cf = rule.counterfactual.text if rule.counterfactual else rule.no_counterfactual_reason
-            notes.append(f"  why not {rule.name}: {cf}")
+            notes.append(f"  why not {rule.name}: {_why_not(rule)}")
     console.print(detail)
     for note in notes:
         console.print(escape(note), highlight=False)
+
+
+def _why_not(rule) -> str:
+    """The change that would make a missed rule fire, or why there is none."""
+    if rule.counterfactual is not None:
+        return rule.counterfactual.text
+    if rule.pair_counterfactual is not None:
+        return f"{rule.no_counterfactual_reason}; {rule.pair_counterfactual.text}"
+    return rule.no_counterfactual_reason or ""
 
 
 def _check_png_out(out: Path, inputs: list[Path | None], *, command: str) -> None:
@@ -247,10 +282,9 @@ def explain_command(
     ] = None,
     why_not: Annotated[str | None, typer.Option("--why-not", help="Focus on one rule.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Show an image's regions, what they measure, which rule fired and why others did not."""
-    from rich.console import Console
-
     with one_line_errors():
         if out is not None:  # before any work: never over an input or a user's file
             _check_png_out(out, [image, rulebook, mask, residual], command="explain")
@@ -264,6 +298,7 @@ def explain_command(
             sigma=sigma,
             s=s,
             device=device,
+            mask_threshold=mask_threshold,
         )
         focus = _check_rule(why_not, scorer.rule_names, rulebook)
         if output_format is OutputFormat.json:
@@ -278,7 +313,7 @@ def explain_command(
         else:
             title = f"{image.name}: regions from {result.source}"
             print_explanation(
-                Console(), scorer, result, verbose=verbose, why_not=focus, title=title
+                stdout_console(), scorer, result, verbose=verbose, why_not=focus, title=title
             )
         if out is not None:
             from kistrules.overlay import write_overlay

@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kist_train.config import DEVICE_HELP
-from kistrules.commands.common import one_line_errors, stderr
+from kist_train.config import DEVICE_HELP, MASK_THRESHOLD
+from kistrules.commands.common import MaskThreshold, one_line_errors, stderr
 
 
 def report_command(
@@ -51,6 +51,7 @@ def report_command(
         int, typer.Option(help="torch CPU threads (0 = torch default; 1 on a busy machine).")
     ] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Write one HTML file about a run: configuration, rulebook, training log, label audit,
     evaluation per phase (beside its control) and the test set sorted by error.
@@ -73,6 +74,7 @@ def report_command(
             threads=threads,
             console=stderr,
             progress=progress,
+            mask_threshold=mask_threshold,
         )
         written = write_report(render_html(report), out, inputs=inputs)
         size = written.stat().st_size

@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from kist_train.config import DEVICE_HELP
-from kistrules.commands.common import one_line_errors, stderr
+from kist_train.config import DEVICE_HELP, MASK_THRESHOLD
+from kistrules.commands.common import MaskThreshold, one_line_errors, stderr
 
 # The fields that mark a JSON file as an earlier output of a command: only such a file is
 # replaced by the command's --json (kistrules.outputs), never a user's file or an input.
@@ -232,6 +232,7 @@ def evaluate_command(
     phase: Annotated[
         str | None, typer.Option(help="Checkpoint to evaluate (e.g. update_2; default: the last).")
     ] = None,
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Pixel AUROC, AUPRO and image AUROC (%), with and without the guided filter."""
     with one_line_errors():
@@ -244,7 +245,9 @@ def evaluate_command(
         # Writing into a run: hold its lock, as training does (a second writer refuses).
         inside = model.resolve() in target.resolve().parents
         with lock_if_run(model) if inside else nullcontext():
-            result = evaluate_run(model, data, device=device, phase=phase)
+            result = evaluate_run(
+                model, data, device=device, phase=phase, mask_threshold=mask_threshold
+            )
             _write_json(target, result, command="evaluate", fields=EVALUATE_FIELDS)
     typer.echo(format_table(result))
     stderr.print(f"written {target}", markup=False, highlight=False)
@@ -272,6 +275,7 @@ def audit_command(
         bool,
         typer.Option("--per-image", help="Also list the labelled images, most wrong pixels first."),
     ] = False,
+    mask_threshold: MaskThreshold = MASK_THRESHOLD,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with one_line_errors():
@@ -279,7 +283,15 @@ def audit_command(
 
         if json_path is not None:
             _check_json_out(json_path, [rulebook], command="audit", fields=AUDIT_FIELDS)
-        report = audit_rulebook(model, rulebook, data, device=device, phase=phase, grid=grid)
+        report = audit_rulebook(
+            model,
+            rulebook,
+            data,
+            device=device,
+            phase=phase,
+            grid=grid,
+            mask_threshold=mask_threshold,
+        )
         if json_path is not None:
             _write_json(json_path, report.to_dict(), command="audit", fields=AUDIT_FIELDS)
     typer.echo(report.format_text())

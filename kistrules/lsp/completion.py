@@ -7,8 +7,8 @@ so a keyword added to `grammar/kist.lark` is completed without a change here.
 Where a name may come, `kistrules.parser.name_role` says which kind (the same
 judgement that words the syntax errors), and the names come from the tables
 of `kistrules.builtins` and from the file's declarations (`kistrules.symbols`):
-a role that names a kind of declaration (a future `class`) completes with the
-file's declarations of that kind.
+a role that names a kind of declaration (`class`, after THEN) completes with
+the file's declarations of that kind; `anomalous`, a keyword, is offered there too.
 """
 
 from __future__ import annotations
@@ -97,8 +97,14 @@ def _property_before(tokens: list, types_: tuple[str, ...]) -> str | None:
 def _names(
     role: str | None, tokens: list, rulebook: Rulebook | None, index: SymbolIndex | None
 ) -> list[_Item]:
-    if role == "property":
-        return _properties()
+    if role == "property":  # where a condition starts, a defined condition's name fits too
+        previous = tokens[-1].type if tokens else None
+        if previous == "SCALE" or index is None:
+            return _properties()
+        return _properties() + [
+            _Item(label=d.name, kind=_Kind.Reference, detail=f"condition, line {d.span.line}")
+            for d in index.declared("condition")
+        ]
     if role == "function":
         return _functions()
     if role == "new_set":  # `set NAME = ...` or `set PROPERTY.NAME = ...`
@@ -110,7 +116,7 @@ def _names(
         if previous.type == "NAME" and previous.value.lower() not in HEDGES:
             return []  # after a set name: more names would be hedges, rarely meant
         return _hedges() + _sets(rulebook, _property_before(tokens, ("IS",)))
-    if role == "rule":  # a new rule's name: nothing to offer
+    if role in ("rule", "new_class", "new_condition"):  # a new name: nothing to offer
         return []
     if role is not None and index is not None:  # a kind the file declares
         return [

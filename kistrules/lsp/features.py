@@ -9,26 +9,48 @@ property, set or diagnostic code shows up here without a change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from lsprotocol import types
 
-from kistrules.ast import Rule, SetDef, Term
-from kistrules.builtins import HEDGES, MEMBERSHIP_FUNCTIONS, MEMBERSHIP_SHAPES, PROPERTIES
+from kistrules import definitions as named
+from kistrules.ast import ANY_CLASS, Define, Rule, SetDef, Term
+from kistrules.builtins import (
+    BUILTIN_SETS,
+    HEDGES,
+    KEYWORDS,
+    MEMBERSHIP_FUNCTIONS,
+    MEMBERSHIP_SHAPES,
+    PROPERTIES,
+)
 from kistrules.diagnostics import CODES, Diagnostic
-from kistrules.formatter import format_condition, format_membership, format_rule, format_source
+from kistrules.formatter import (
+    format_condition,
+    format_define,
+    format_membership,
+    format_rule,
+    format_source,
+)
 from kistrules.lsp.document import Snapshot
 from kistrules.lsp.positions import PositionMap
 from kistrules.render import explain_code
-from kistrules.resolve import MembershipFunction, find_set_def, lookup_set
+from kistrules.resolve import MembershipFunction, find_set_def, lookup_set, set_function
 from kistrules.span import Span
 from kistrules.symbols import Declaration, Occurrence
 
 SOURCE = "kistrules"
 _SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
 # Codes whose span is code that does nothing: editors fade it.
-_UNNECESSARY = frozenset({"W105"})
-SYMBOL_KINDS = {"set": types.SymbolKind.Constant, "rule": types.SymbolKind.Function}
+_UNNECESSARY = frozenset({"W105", "W110"})
+SYMBOL_KINDS = {
+    "set": types.SymbolKind.Constant,
+    "rule": types.SymbolKind.Function,
+    "class": types.SymbolKind.EnumMember,
+    "condition": types.SymbolKind.Boolean,
+}
+# A written-out condition is shown on hover up to this many terms.
+HOVER_EXPANSION_TERMS = 40
 
 
 def lsp_range(positions: PositionMap, span: Span) -> types.Range:
@@ -127,8 +149,11 @@ def _set_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
         properties = [prop]
     elif isinstance(node, SetDef):
         definition = node  # this very line, even where a duplicate (E010) takes effect
-        args = tuple(a.value for a in node.function.args)
-        mf = MembershipFunction(node.function.function.name, args, "file")
+        if node.property is None or node.property.name in PROPERTIES:
+            mf = set_function(rulebook, node)  # standardised: a raw set divided by its scale
+        else:
+            args = tuple(a.value for a in node.function.args)
+            mf = MembershipFunction(node.function.function.name, args, "override")
         if node.property is not None:
             properties = [node.property.name]
         else:  # the properties whose terms use this very definition
@@ -148,7 +173,16 @@ def _set_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
     shown = definition.qualified_name if definition is not None else name
     shape = MEMBERSHIP_SHAPES.get(mf.function, "")
     call = f"{mf.function}({', '.join(_number(v) for v in mf.params)})"
-    text = f"**{shown}** ({origin}): `{call}`\n\n{mf.function}: {shape}\n\n"
+    text = f"**{shown}** ({origin}): `{call}`"
+    if definition is not None and definition.function.raw and definition.property is not None:
+        prop = definition.property.name
+        if prop in PROPERTIES:
+            gamma = _number(_gamma(snapshot, prop))
+            text += (
+                f", written `{format_membership(definition.function)}` in "
+                f"{PROPERTIES[prop].unit} and divided by the scale {gamma}"
+            )
+    text += f"\n\n{mf.function}: {shape}\n\n"
     text += _set_table(snapshot, mf, properties)
     if not properties:
         text += "\n\nraw value = standardised value x the property's gamma"
@@ -164,6 +198,53 @@ def _rule_hover(occurrence: Occurrence) -> str | None:
     return f"{head}\n\n```\n{body}\n```"
 
 
+def _class_hover(snapshot: Snapshot, name: str) -> str:
+    """A class: where it is declared and which rules conclude it."""
+    declared = snapshot.index.definitions("class", name)
+    where = f"declared {_line(declared[0].span)}" if declared else "not declared (E016)"
+    rules = [r.name for r in snapshot.rulebook.rules if r.concludes == name]
+    general = sum(r.concludes == ANY_CLASS for r in snapshot.rulebook.rules)
+    text = f"**{name}** (class, {where})\n\n"
+    text += "concluded by " + (", ".join(rules) if rules else "no rule (W108)")
+    if general:
+        text += f"; its grade also counts the {general} rule(s) concluding {ANY_CLASS} (any class)"
+    return text
+
+
+def _condition_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
+    """A named condition: its `define` line and, when it uses other names, written out."""
+    node = occurrence.node
+    if not isinstance(node, Define):
+        found = snapshot.index.definitions("condition", occurrence.key)
+        if not found:
+            return None  # unknown (E020): the hover shows the code's explanation
+        node = found[-1].statement
+    assert isinstance(node, Define)
+    body = "\n".join(format_define(node))
+    text = f"**{node.name.name}** (condition, {_line(node.span)})\n\n```\n{body}\n```"
+    if any(True for _ in named.references(node.condition)):
+        written = _written_out(snapshot, node)
+        text += f"\n\nwritten out: `{written}`" if written else ""
+    return text
+
+
+def _written_out(snapshot: Snapshot, define: Define) -> str | None:
+    """The condition with every name written out, if it is valid and short enough to show."""
+    definitions = snapshot.rulebook.definitions
+    order, cycles = named.dependency_order(definitions)
+    sizes = named.definition_sizes(definitions, order)
+    name = define.name.name
+    if cycles or name not in sizes or sizes[name].terms > HOVER_EXPANSION_TERMS:
+        return None
+    expansions: dict = {}
+    try:
+        for each in order:
+            expansions[each] = named.expand(definitions[each].condition, expansions)
+    except KeyError:  # an unknown name (E020)
+        return None
+    return format_condition(expansions[name])
+
+
 def _symbol_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
     kind, name = occurrence.kind, occurrence.identifier.name
     if kind == "property":
@@ -177,6 +258,10 @@ def _symbol_hover(snapshot: Snapshot, occurrence: Occurrence) -> str | None:
         return f"**{name}**({params}) (membership function): {MEMBERSHIP_SHAPES.get(name, '')}"
     if kind == "rule":
         return _rule_hover(occurrence)
+    if kind == "class":
+        return _class_hover(snapshot, name)
+    if kind == "condition":
+        return _condition_hover(snapshot, occurrence)
     return None
 
 
@@ -259,6 +344,8 @@ def _symbol_detail(declaration: Declaration) -> str | None:
         return format_membership(statement.function)
     if isinstance(statement, Rule):
         return f"if {format_condition(statement.condition)} (TV {_number(statement.truth_value)})"
+    if isinstance(statement, Define):
+        return format_condition(statement.condition)
     return None
 
 
@@ -277,6 +364,66 @@ def document_symbols(snapshot: Snapshot, encoding: str) -> list[types.DocumentSy
         )
         for d in snapshot.index.declarations
     ]
+
+
+# --- rename ---------------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Kinds a rename may change: names the file declares. Properties, hedges, functions and
+# built-in sets belong to the language.
+RENAMABLE = frozenset({"condition", "rule", "set"})
+
+
+def _renamable(snapshot: Snapshot, offset: int) -> Occurrence | None:
+    if snapshot.index is None or (occurrence := snapshot.index.at(offset)) is None:
+        return None
+    if occurrence.kind not in RENAMABLE:
+        return None
+    if not snapshot.index.definitions(occurrence.kind, occurrence.key):
+        return None  # a built-in set, an unknown name, an unnamed rule
+    return occurrence
+
+
+def prepare_rename(snapshot: Snapshot, offset: int, encoding: str) -> types.Range | None:
+    """The name under the cursor, if the file declares it (so a rename can change it)."""
+    occurrence = _renamable(snapshot, offset)
+    if occurrence is None:
+        return None
+    return lsp_range(snapshot.positions(encoding), occurrence.identifier.span)
+
+
+def rename(
+    snapshot: Snapshot, offset: int, new_name: str, encoding: str
+) -> tuple[types.WorkspaceEdit | None, str | None]:
+    """Every occurrence of the symbol under the cursor renamed, or why not.
+
+    Refused when the new name is not a name, is a keyword, or is already taken
+    where it would change what some term or rule means: by a declaration of
+    the same kind, a property (for a condition) or a built-in set (for a set).
+    """
+    occurrence = _renamable(snapshot, offset)
+    if occurrence is None:
+        return None, "only a set, rule or condition defined in this file can be renamed"
+    name = new_name.strip()
+    if not _NAME.fullmatch(name):
+        return None, f"{new_name!r} is not a name: letters, digits and _, not starting with a digit"
+    lower = name.lower()
+    if lower in KEYWORDS:
+        return None, f"{name!r} is a keyword"
+    kind = occurrence.kind
+    if kind == "condition" and lower in PROPERTIES:
+        return None, f"{name!r} is a property"
+    if kind == "set" and lower in BUILTIN_SETS:
+        return None, f"{name!r} is a built-in set"
+    taken = {d.key.rsplit(".", 1)[-1] for d in snapshot.index.declared(kind)}
+    if lower in taken and lower != occurrence.identifier.name:
+        return None, f"{name!r} is already a {kind} name here"
+    positions = snapshot.positions(encoding)
+    spans = {o.identifier.span.start: o.identifier.span for o in
+             snapshot.index.references(kind, occurrence.key)}  # fmt: skip
+    edits = [types.TextEdit(range=lsp_range(positions, span), new_text=name) for span in
+             sorted(spans.values(), key=lambda s: s.start)]  # fmt: skip
+    return types.WorkspaceEdit(changes={snapshot.uri: edits}), None
 
 
 # --- edits ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
@@ -223,6 +224,26 @@ def create_server() -> KistrulesServer:
             ls.encoding,
             include_declaration=params.context.include_declaration,
         )
+
+    @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
+    async def prepare_rename(
+        ls: KistrulesServer, params: types.PrepareRenameParams
+    ) -> types.Range | None:
+        snapshot = await ls.current(params.text_document.uri)
+        if snapshot is None:
+            return None
+        return features.prepare_rename(snapshot, ls.offset(snapshot, params.position), ls.encoding)
+
+    @server.feature(types.TEXT_DOCUMENT_RENAME, types.RenameOptions(prepare_provider=True))
+    async def rename(ls: KistrulesServer, params: types.RenameParams) -> types.WorkspaceEdit:
+        snapshot = await ls.current(params.text_document.uri)
+        if snapshot is None:
+            raise JsonRpcInvalidParams("the document is not open")
+        offset = ls.offset(snapshot, params.position)
+        edit, problem = features.rename(snapshot, offset, params.new_name, ls.encoding)
+        if edit is None:
+            raise JsonRpcInvalidParams(problem or "cannot rename this")
+        return edit
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     async def document_symbols(

@@ -164,6 +164,24 @@ def test_declarations_and_ignore_comments():
     )
 
 
+def test_class_names_where_declared_and_concluded():
+    text = "CLASS hole,scratch , stain\nIF gray is low THEN Hole (0.9)\n"
+    text += "IF gray is mid THEN anomalous\n"
+    scopes = scopes_of(text)
+
+    def scope_at(needle: str) -> str:
+        return scopes[text.index(needle)][-1]
+
+    for name in ("hole", "scratch", "stain", "Hole"):
+        assert scope_at(name) == "entity.name.type.class.kistrules", name
+    assert scope_at("CLASS") == "storage.type.kistrules"
+    assert scope_at("anomalous") == "constant.language.kistrules"
+    assert scope_at("THEN") == "keyword.control.kistrules"
+    # a name after a comma is a class only on a class line: arguments are numbers
+    call = "set a = triangle(0, 0.5, 1)"
+    assert scopes_of(call)[call.index("0.5")][-1] == "constant.numeric.kistrules"
+
+
 def test_every_keyword_of_the_language_is_scoped_as_a_keyword():
     for word in KEYWORDS:
         for spelling in (word, word.upper()):

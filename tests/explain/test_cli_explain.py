@@ -157,13 +157,81 @@ def test_residual_source_with_mu_sigma(files):
             "did you mean 'dark_blob'",
         ),
         (["{image}", "-r", "{rules}", "--model", "{tmp}/no_run"], 2, "no such run directory"),
-        (["{image}", "-r", "{image}", "--mask", "{mask}"], 1, "img.png"),
+        (["{image}", "-r", "{image}", "--mask", "{mask}"], 2, "img.png"),
+        (
+            ["{image}", "-r", "{rules}", "--residual", "{residual}", "--mask-threshold", "0.3"],
+            2,
+            "--mask-threshold applies to --mask only",
+        ),
+        (
+            ["{image}", "-r", "{rules}", "--mask", "{mask}", "--mask-threshold", "0"],
+            2,
+            "--mask-threshold must be in (0, 1]",
+        ),
     ],
 )
 def test_misuse_is_one_line(files, tmp_path, args, code, needle):
     names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
     result = run(*[a.format(**names) for a in args])
     _one_line_error(result, code, needle)
+
+
+def test_a_faint_rim_makes_no_regions_unless_the_threshold_says(files, tmp_path: Path):
+    """An anti-aliased export of the same mask: its rim at 20 of 255 is not defect."""
+    from scipy import ndimage
+
+    mask = np.asarray(Image.open(files["mask"])) > 0
+    rim = ndimage.binary_dilation(mask) & ~mask
+    soft = np.where(mask, 255, np.where(rim, 20, 0)).astype(np.uint8)
+    soft[0, 39] = 20  # and a stray faint pixel
+    imsave(tmp_path / "soft_mask.png", soft, check_contrast=False)
+
+    def regions(*extra: str) -> list[dict]:
+        result = run(files["image"], "-r", files["rules"], "--format", "json", *extra)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["regions"]
+
+    exact = regions("--mask", str(files["mask"]))
+    assert regions("--mask", str(tmp_path / "soft_mask.png")) == exact
+    loose = regions("--mask", str(tmp_path / "soft_mask.png"), "--mask-threshold", "0.05")
+    assert len(loose) == len(exact) + 1
+    assert sum(r["pixel_count"] for r in loose) == int(mask.sum() + rim.sum()) + 1
+
+
+LONG = "dark_blob_" + "with_a_name_an_inspector_wrote_out_in_full_" * 3  # 138 characters
+
+
+def test_piped_text_is_never_cut(files, tmp_path: Path):
+    """Not a terminal (CliRunner, like `| less` or `> file`): every name and suggestion whole."""
+    rules = tmp_path / "long.rules"
+    rules.write_text(RULES.replace("dark_blob", LONG))
+    assert len(LONG) > 120
+    result = run(files["image"], "-r", rules, "--mask", files["mask"], "-v", "--why-not", LONG)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "..." not in result.output
+    lines = result.output.splitlines()
+    assert any(f"why not {LONG}" in line for line in lines)  # the column header, whole
+    assert any(line.strip().startswith(LONG) for line in lines)  # the --verbose rule row
+    assert f"darkness >= 38 would make {LONG} fire" in result.output  # on one line
+    # Wider than any terminal default, yet no line runs on to the unbounded width.
+    assert 200 < max(len(line) for line in lines) < 1000
+
+
+def test_a_narrow_terminal_wraps_long_names_instead_of_cutting_them(files, tmp_path: Path):
+    from rich.console import Console
+
+    from kistrules.commands.explain import print_explanation, run_explain
+
+    rules = tmp_path / "long.rules"
+    rules.write_text(RULES.replace("dark_blob", LONG))
+    scorer, result = run_explain(files["image"], rules, mask=files["mask"], device="cpu")
+    console = Console(width=60, force_terminal=True, color_system=None, record=True)
+    print_explanation(console, scorer, result, verbose=True, why_not=LONG, title="t")
+    text = console.export_text()
+    assert "…" not in text
+    # Folded at the cell edge, the name's characters are all there, in order.
+    letters = "".join(ch for ch in text if ch.isalnum() or ch == "_")
+    assert LONG in letters
 
 
 @pytest.mark.slow

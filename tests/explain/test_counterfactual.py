@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from kistrules.api import loads
 from kistrules.compiler import compile_rulebook
-from kistrules.explain import _round, counterfactuals, explain_trace, satisfying_set
+from kistrules.counterfactuals import _round, counterfactuals, satisfying_set
+from kistrules.explain import explain_trace
 from kistrules.resolve import resolve
 
 PROPS = ("area", "gray", "darkness", "pixels")

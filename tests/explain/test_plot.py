@@ -14,8 +14,27 @@ import kistrules.commands.explain  # noqa: F401 - registers explain, plot, demo
 from kistrules.api import loads
 from kistrules.cli import app
 from kistrules.compiler import compile_rulebook
-from kistrules.overlay import NONE_COLOUR, TINT_COLOUR, RegionMark, draw_overlay, rule_colours
-from kistrules.plot import GRID, curves, render_sets
+from kistrules.intervals import term_truth
+from kistrules.overlay import (
+    NONE_COLOUR,
+    PALETTE,
+    TINT_COLOUR,
+    RegionMark,
+    draw_overlay,
+    rule_colours,
+)
+from kistrules.plot import (
+    GRID,
+    LEFT,
+    PANEL_W,
+    PLOT_H,
+    RIGHT,
+    THRESHOLD_COLOUR,
+    TOP,
+    curves,
+    render_sets,
+    term_curves,
+)
 from kistrules.resolve import resolve
 
 RULES = """rulebook "plot test"
@@ -52,6 +71,83 @@ def test_curves_equal_the_scorers_term_truths():
     assert gray["low"].values[int(0.3 * (GRID - 1))] == pytest.approx(1.0)
 
 
+def test_term_curves_are_the_terms_as_the_rules_write_them():
+    """Hedged and negated terms: equal to the scorer's term truths and to the scalar maths."""
+    resolved = resolve(loads(RULES + HEDGED, "p.rules"))
+    scorer = compile_rulebook(resolved, dtype=torch.float64)
+    by_property = term_curves(resolved)
+    assert [t.phrase for t in by_property["gray"]] == ["very low", "tri", "not very low"]
+    assert [t.phrase for t in by_property["area"]] == ["high", "not somewhat high"]
+    grid = np.linspace(0.0, 1.0, GRID)
+    table = {p: torch.as_tensor(grid * resolved.scales[p]) for p in scorer.properties}
+    trace = scorer(table, trace=True)
+    checked = 0
+    for k, info in enumerate(scorer.terms):
+        term = next(t for t in by_property[info.property] if t.phrase == _phrase(info))
+        np.testing.assert_allclose(term.values, trace.terms[:, k].numpy(), atol=1e-12)
+        # An independent scalar evaluation (kistrules.intervals), point by point.
+        sampled = [term_truth(term.mf, term.hedges, term.negated, v) for v in grid[::25]]
+        np.testing.assert_allclose(term.values[::25], sampled, atol=1e-12)
+        checked += bool(info.hedges or info.negated)
+    assert checked == 3  # very low, not somewhat high, not very low
+    # very low = low^2 and not somewhat high = 1 - sqrt(high), at a point on a slope.
+    very_low = by_property["gray"][0]
+    assert very_low.values[int(0.4 * (GRID - 1))] == pytest.approx(0.5**2)
+    not_somewhat = by_property["area"][1]
+    assert not_somewhat.values[int(0.7 * (GRID - 1))] == pytest.approx(1 - 0.5**0.5)
+
+
+HEDGED = "rule c: IF area is not somewhat high AND gray is not very low THEN anomalous (0.8)\n"
+
+
+def _phrase(info) -> str:
+    return " ".join(["not"] * info.negated + list(info.hedges) + [info.set])
+
+
+def _y(value: float) -> int:
+    return round(TOP + PLOT_H - value * PLOT_H)
+
+
+def test_the_picture_draws_each_term_where_its_values_are_and_alpha_as_a_line():
+    text = (
+        "set gray.low = trapezoid(0, 0, 0.3, 0.5)\nthreshold 0.7\n"
+        "rule r: IF gray is very low THEN anomalous\n"
+    )
+    resolved = resolve(loads(text, "v.rules"))
+    picture = np.asarray(render_sets(resolved)).astype(int)
+    header = 44  # the figure's title band above the panels
+    colour = np.array(PALETTE[0])
+    term = term_curves(resolved)["gray"][0]
+    x0, x1 = LEFT, PANEL_W - RIGHT
+    hits = 0
+    for index in range(0, GRID, 20):
+        x = round(x0 + index / (GRID - 1) * (x1 - x0))
+        column = picture[header + TOP - 2 : header + TOP + PLOT_H + 3, x]
+        rows = np.flatnonzero(np.abs(column - colour).sum(axis=1) < 60) + header + TOP - 2
+        assert rows.size, f"no curve pixel at x={x}"
+        # The term (low^2) is drawn there, within the line's width; the set itself (the thin
+        # line, same colour) may be too, so the nearest coloured pixel is the term's.
+        target = header + _y(float(term.values[index]))
+        assert np.min(np.abs(rows - target)) <= 3, (index, rows, target)
+        hits += 1
+    assert hits >= 20
+    # alpha: a dotted red line at membership 0.7 across the axes.
+    row = picture[header + _y(0.7), x0 : x1 + 1]
+    red = np.abs(row - np.array(THRESHOLD_COLOUR)).sum(axis=1) < 30
+    assert red.sum() > (x1 - x0) / 4
+
+
+def test_plot_of_a_rulebook_without_rules_is_an_error_not_a_blank_png(tmp_path: Path):
+    rules = tmp_path / "empty.rules"
+    rules.write_text('rulebook "nothing yet"\nscale gray = 200\n')
+    out = tmp_path / "sets.png"
+    result = CliRunner().invoke(app, ["plot", str(rules), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "has no rules" in lines[0] and "empty.rules" in lines[0]
+    assert not out.exists()
+
+
 def test_render_sets_has_one_panel_per_property():
     one = render_sets(resolve(loads("IF gray is low THEN anomalous", "a.rules")))
     three = render_sets(resolve(loads(RULES, "p.rules")))
@@ -79,7 +175,7 @@ def test_plot_of_a_bad_rulebook_is_one_line(tmp_path: Path):
     rules = tmp_path / "bad.rules"
     rules.write_text("IF grey is low THEN anomalous\n")
     result = CliRunner().invoke(app, ["plot", str(rules), "--out", str(tmp_path / "x.png")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a rulebook with errors is refused like any unusable input
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     missing = CliRunner().invoke(app, ["plot", str(tmp_path / "nope.rules")])
     assert missing.exit_code == 2 and "no such" in missing.output

@@ -267,10 +267,15 @@ def b_inf_residual(tmp, world, mp):
 
 
 def b_mask_odd_values(tmp, world, mp):
+    """The blob at 100-200 of a maximum of 200, a faint rim and stray specks at 1-60 around it."""
+    from scipy import ndimage
+
     mask = np.asarray(Image.open(world.mask)) > 0
-    odd = np.where(
-        mask, np.array([1, 7, 128, 200])[np.arange(mask.size) % 4].reshape(mask.shape), 0
-    )
+    cycle = np.arange(mask.size).reshape(mask.shape) % 4
+    odd = np.where(mask, np.array([100, 128, 160, 200])[cycle], 0)
+    rim = ndimage.binary_dilation(mask) & ~mask
+    odd = np.where(rim, np.array([1, 7, 30, 60])[cycle], odd)
+    odd[0, 0] = odd[-1, -1] = 7
     return _explain(world, world.image, "--mask", str(_png(tmp / "odd_mask.png", odd)))
 
 
@@ -380,6 +385,25 @@ def b_nested_not(tmp, world, mp):
 
 def b_unclosed_parens(tmp, world, mp):
     return _nested(tmp, world, "(" * 10_000 + "area is high")
+
+
+def b_define_chain(tmp, world, mp):
+    """10,000 named conditions, each naming the next: the checker's walks are iterative."""
+    n = 10_000
+    path = tmp / "chain.rules"
+    lines = [f"define d{i} = d{i + 1}" for i in range(n)] + [f"define d{n} = gray is low"]
+    path.write_text("\n".join(lines) + "\nIF d0 THEN anomalous (0.9)\n")
+    return ["check", str(path), "--strict"]
+
+
+def b_define_doubling(tmp, world, mp):
+    """Each name used twice by the next: 2^60 terms written out, refused (E023)."""
+    path = tmp / "double.rules"
+    lines = ["define d0 = gray is low"] + [
+        f"define d{i} = d{i - 1} OR d{i - 1}" for i in range(1, 61)
+    ]
+    path.write_text("\n".join(lines) + "\nIF d60 THEN anomalous\n")
+    return ["explain", str(world.image), "-r", str(path), "--mask", str(world.mask)]
 
 
 def b_redundant_parens(tmp, world, mp):
@@ -878,6 +902,43 @@ def b_audit_json_is_rulebook(tmp, world, mp):
     ]  # fmt: skip
 
 
+def _tune(world: World, rules: Path, out: Path, masks: Path | None = None) -> list[str]:
+    return [
+        "tune", str(rules), "--model", str(world.run), "--data", str(world.data),
+        "--masks", str(masks or world.data / "ground_truth"), "--out", str(out),
+        "--device", "cpu",
+    ]  # fmt: skip
+
+
+def b_tune_out_is_rulebook(tmp, world, mp):
+    shutil.copy(world.rules, tmp / "b.rules")
+    _keep_copy(tmp / "b.rules")
+    return _tune(world, tmp / "b.rules", tmp / "b.rules")
+
+
+def b_tune_out_foreign_rulebook(tmp, world, mp):
+    """--out names the expert's other rulebook: tune writes only over its own unchanged output."""
+    (tmp / "mine.rules").write_text("scale gray = 255\nrule r: if gray is low then anomalous\n")
+    _keep_copy(tmp / "mine.rules")
+    return _tune(world, world.rules, tmp / "mine.rules")
+
+
+def b_tune_too_few_masks(tmp, world, mp):
+    """The world has one annotated test image: too few to tell, refused before any output."""
+    return _tune(world, world.rules, tmp / "out" / "t.rules")
+
+
+def b_tune_fifo_mask(tmp, world, mp):
+    """A named pipe called like a mask is not read (it would block): no masks at all here."""
+    (tmp / "masks").mkdir()
+    _fifo(tmp / "masks" / "d000_mask.png")
+    return _tune(world, world.rules, tmp / "out" / "t.rules", tmp / "masks")
+
+
+def b_fifo_tune_rulebook(tmp, world, mp):
+    return _tune(world, _fifo(tmp / "pipe.rules"), tmp / "out" / "t.rules")
+
+
 def b_demo_out_holds_user_data(tmp, world, mp):
     """`demo --out` on a folder of the user's: it used to delete OUT/data before anything else."""
     (tmp / "project" / "data").mkdir(parents=True)
@@ -1113,10 +1174,12 @@ CASES = [
     Case("multi_page_image", b_multi_page_image, 1, ("pages.tif", "holds 2 images")),
     Case("rulebook_100mb_check", b_rulebook_100mb, 2, ("huge.rules", "limit of 1,048,576")),
     Case("rulebook_100mb_train", b_rulebook_100mb_train, 2, ("huge.rules", "limit"), out="out"),
-    Case("nested_and_10000", b_nested_and, 1, ("deep.rules:1:", "E001", "nested more than 100")),
-    Case("nested_not_10000", b_nested_not, 1, ("deep.rules:1:", "E001", "nested more than 100")),
-    Case("unclosed_parens_10000", b_unclosed_parens, 1, ("deep.rules:1:", "E001", "expected")),
+    Case("nested_and_10000", b_nested_and, 2, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("nested_not_10000", b_nested_not, 2, ("deep.rules:1:", "E001", "nested more than 100")),
+    Case("unclosed_parens_10000", b_unclosed_parens, 2, ("deep.rules:1:", "E001", "expected")),
     Case("redundant_parens_10000", b_redundant_parens, 0, ("0 errors",)),
+    Case("define_chain_10000", b_define_chain, 0, ("0 errors, 0 warnings",)),
+    Case("define_doubling_60", b_define_doubling, 2, ("double.rules:", "E023", "written out")),
     Case("checkpoint_mismatch", b_checkpoint_mismatch, 1, ("run", "does not fit"), out="out"),
     Case(
         "checkpoint_truncated",
@@ -1337,6 +1400,24 @@ CASES = [
         check=_copies_intact,
     ),
     Case(
+        "tune_out_is_rulebook",
+        b_tune_out_is_rulebook,
+        2,
+        ("b.rules", "is the input"),
+        check=_copies_intact,
+    ),
+    Case(
+        "tune_out_foreign_rulebook",
+        b_tune_out_foreign_rulebook,
+        2,
+        ("mine.rules", "not an earlier output of kistrules tune"),
+        check=_copies_intact,
+    ),
+    Case(
+        "tune_too_few_masks", b_tune_too_few_masks, 1, ("1 annotated image", "too few"), out="out"
+    ),
+    Case("tune_fifo_mask", b_tune_fifo_mask, 1, ("masks", "no *_mask.png files"), out="out"),
+    Case(
         "demo_out_holds_user_data",
         b_demo_out_holds_user_data,
         2,
@@ -1370,6 +1451,7 @@ CASES = [
             ("fifo_plot", b_fifo_plot, ("pipe.rules", "named pipe")),
             ("fifo_predict", b_fifo_predict, ("pipe.png", "named pipe")),
             ("fifo_train_rulebook", b_fifo_train_rulebook, ("pipe.rules", "named pipe")),
+            ("fifo_tune_rulebook", b_fifo_tune_rulebook, ("pipe.rules", "named pipe")),
             ("device_rulebook", b_device_rulebook, ("/dev/zero", "character device")),
         )
     ),
@@ -1437,8 +1519,11 @@ def test_hostile_input(case: Case, world: World, tmp_path: Path, monkeypatch) ->
 # --- beyond the table -------------------------------------------------------------------------
 
 
-def test_mask_values_other_than_255_mean_defect(world: World, tmp_path: Path) -> None:
-    """Decision: nonzero = defect. A 0/1/7/128/200 mask explains exactly as its 0/255 twin."""
+def test_mask_values_other_than_255_mean_defect_from_half_the_maximum(
+    world: World, tmp_path: Path
+) -> None:
+    """Decision (issue 17): a pixel is defect where it reaches half the mask's maximum. A
+    mask at 100-200 with a rim and specks at 1-60 explains exactly as its 0/255 twin."""
     args = b_mask_odd_values(tmp_path, world, None)
     odd = RUNNER.invoke(app, [*args, "--format", "json"])
     plain = RUNNER.invoke(

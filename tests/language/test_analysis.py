@@ -1,4 +1,4 @@
-"""The logic warnings W101-W107: one example per code (code + span), exactness at
+"""The logic warnings W101-W107, W110 and W111: one example per code (code + span), exactness at
 breakpoints moved by 1e-9, and a cross-check of the exact reachability against
 dense sampling of random conditions."""
 
@@ -75,11 +75,13 @@ def test_w101_condition_limited_by_coupled_terms():
 
 
 def test_w101_single_term_limited_by_its_set():
-    text = SCALES + "set gray.edge = trapezoid(0.5, 1.5, 2, 2)\nIF gray is edge THEN anomalous\n"
+    # a bell this wide is above 0.5 all over [0, 1], so `not` it stays below 0.5
+    text = SCALES + "set gray.wide = gaussian(0.5, 1)\nIF gray is not wide THEN anomalous\n"
     d = only(text, "W101")
-    assert span_of(d) == at(text, "gray is edge")  # an unnamed rule: its condition
-    assert "at most 0.5," in d.message
-    assert "`gray is edge` is at most 0.5" in d.hint
+    assert span_of(d) == at(text, "gray is not wide")  # an unnamed rule: its condition
+    most = 1 - np.exp(-(0.5**2) / 2)  # at v' = 0 and 1
+    assert f"at most {most:.10g}," in d.message
+    assert f"`gray is not wide` is at most {most:.10g}" in d.hint
 
 
 def test_w102_condition_always_zero():
@@ -119,7 +121,7 @@ def test_w104_subsumed_by_fewer_terms_and_higher_tv():
 
 def test_w104_not_when_the_narrower_rule_has_higher_tv():
     text = SCALES + (
-        "rule dark: IF gray is low THEN anomalous (0.8)\n"
+        "rule dark: IF gray is low THEN anomalous (0.85)\n"
         "rule dark_large: IF gray is low AND area is high THEN anomalous (0.9)\n"
     )
     assert codes(text) == []
@@ -127,7 +129,7 @@ def test_w104_not_when_the_narrower_rule_has_higher_tv():
 
 def test_w104_same_condition_lower_tv():
     text = SCALES + (
-        "rule a: IF gray is low AND area is high THEN anomalous (0.8)\n"
+        "rule a: IF gray is low AND area is high THEN anomalous (0.85)\n"
         "rule b: IF area is high AND gray is low THEN anomalous (1)\n"
     )
     d = only(text, "W104")
@@ -171,11 +173,23 @@ def test_w106_builtins_cover_and_a_point_is_not_a_gap():
     assert codes(text) == []
 
 
-def test_w107_property_without_scale():
-    text = "scale gray = 255\nIF gray is low AND unevenness is low THEN anomalous\n"
+def test_w107_properties_without_scale_once_per_rulebook():
+    text = (
+        "scale gray = 255\nIF gray is low AND unevenness is low THEN anomalous\n"
+        "IF shape is high AND unevenness is mid THEN anomalous\n"
+    )
     d = only(text, "W107")
     assert span_of(d) == at(text, "unevenness")
-    assert "128" in d.message and "scale unevenness = 128" in d.hint
+    assert "unevenness 128" in d.message and "shape 187.5" in d.message
+    assert "`scale unevenness = 128`; `scale shape = 187.5`" in d.hint
+
+
+def test_w107_is_off_unless_asked_for_by_its_code():
+    from kistrules.api import diagnose as full
+
+    text = "IF gray is low THEN anomalous\n"
+    assert full(text)[1] == []
+    assert [d.code for d in full(text, enable={"w107"})[1]] == ["W107"]
 
 
 def test_contract_example_only_warns_about_missing_scales():
@@ -187,15 +201,13 @@ def test_contract_example_only_warns_about_missing_scales():
         "rule large_dark_flat: IF area is high AND gray is low AND unevenness is low "
         "THEN anomalous (1.0)\n"
         "rule dark_slender:    IF gray is low AND shape is high AND symmetry is high "
-        "THEN anomalous (0.8)\n"
+        "THEN anomalous (0.9)\n"
         "IF unevenness is mid AND gray is high AND shape is high THEN anomalous (1)\n"
         "IF gray is very low AND NOT (area is low) THEN anomalous (0.9)\n"
     )
     _, found = diagnose(text)
-    assert [(d.code, text[d.span.start : d.span.end]) for d in found] == [
-        ("W107", "shape"),
-        ("W107", "symmetry"),
-    ]
+    assert [(d.code, text[d.span.start : d.span.end]) for d in found] == [("W107", "shape")]
+    assert "shape 187.5" in found[0].message and "symmetry 1 " in found[0].message
 
 
 # --- exactness at the breakpoints ---------------------------------------------------
@@ -203,11 +215,15 @@ def test_contract_example_only_warns_about_missing_scales():
 
 @pytest.mark.parametrize(
     ("b", "warns"),
-    [(1.25, False), (1.25 + 1e-9, True), (1.25 - 1e-9, False)],
+    [(0.85, False), (0.85 + 1e-9, True), (0.85 - 1e-9, False)],
 )
 def test_w101_exact_at_a_sloped_edge(b, warns):
-    # trapezoid(0, b, 2, 2) is 1/b at v' = 1, its best: 0.8 exactly when b = 1.25
-    text = SCALES + f"set gray.edge = trapezoid(0, {b!r}, 2, 2)\nIF gray is edge THEN anomalous\n"
+    # `a` falls from 1 at 0.6 to 0 at 1, `edge` rises from 0 to 1 at b: they cross at
+    # v' = 0.68 with grade 0.8 exactly when b = 0.85 (0.68 / 0.85 = (1 - 0.68) / 0.4)
+    text = SCALES + (
+        f"set gray.a = trapezoid(0, 0, 0.6, 1)\nset gray.edge = trapezoid(0, {b!r}, 1, 1)\n"
+        "IF gray is a AND gray is edge THEN anomalous\n"
+    )
     assert codes(text) == (["W101"] if warns else [])
 
 
@@ -389,10 +405,11 @@ def test_warnings_are_sound_at_sampled_points(generated, rnd):
     rulebook, errors = parse(format_rulebook(generated), "gen.rules")
     assert errors == []
     resolved = resolve(rulebook)
-    by_line = {r.span.line: r for r in rulebook.rules}
+    # the truth of a rule is that of its condition with defined names written out
+    by_line = {r.span.line: r for r in resolved.rules}
     anchored = {}
-    for r in rulebook.rules:  # warnings point at a rule's name, condition or truth value
-        for node in (r.label, r.condition, r.truth):
+    for written, r in zip(rulebook.rules, resolved.rules, strict=True):
+        for node in (written.label, written.condition, written.truth):  # where warnings point
             if node is not None:
                 anchored[node.span.start] = r
     grid = [0.0, 1.0, 0.2, 0.4, 0.6, 0.8]

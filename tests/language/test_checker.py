@@ -134,7 +134,7 @@ def test_boundaries_that_are_allowed():
     ok = (
         "threshold 0\nthreshold 1\n"  # both ends of [0, 1] (E010 aside)
         "set a = trapezoid(0.2, 0.2, 0.2, 0.2)\nset b = triangle(0, 0, 1)\n"
-        "set c = gaussian(-5, 1e-9)\nscale gray = 1e-9\n"
+        "set c = gaussian(0, 1e-9)\nscale gray = 1e-9\n"
         "IF gray is a THEN anomalous (1)\nIF gray is b THEN anomalous (1e-9)\n"
     )
     assert [code for code, *_ in names(ok)] == ["E010"]
@@ -216,19 +216,41 @@ def test_did_you_mean_threshold():
 # --- ignore comments, select/ignore -------------------------------------------------
 
 
-def test_ignore_comments_silence_codes_on_their_line_only():
+def test_ignore_comments_silence_warnings_on_their_line_only():
     text = (
-        "IF grya is low THEN anomalous (2)   # kist: ignore[E002]\n"
-        "IF grya is low THEN anomalous       # KIST: ignore[E004, E002]\n"
-        "IF grya is low THEN anomalous (2)   # kist: ignore\n"
-        "IF grya is low THEN anomalous\n"
+        "set odd = triangle(0, 0.5, 1)          # kist: ignore[W105]\n"
+        "IF gray is low THEN anomalous (0.5)    # kist: ignore[W105]\n"
+        "IF area is low THEN anomalous (0.5)    # kist: ignore\n"
+        "IF shape is low THEN anomalous (0.6)   # KIST: ignore[w105, W101]\n"
+        "IF pixels is low THEN anomalous (0.5)\n"
     )
-    assert [(d.code, d.span.line) for d in check(text)] == [("E004", 1), ("E002", 4)]
+    assert [(d.code, d.span.line) for d in check(text)] == [("W101", 2), ("W101", 5)]
+
+
+def test_errors_are_never_silenced_and_an_ignored_error_code_is_reported():
+    text = (
+        "IF grya is low THEN anomalous (2)   # kist: ignore[E002, W101]\n"
+        "IF grya is low THEN anomalous       # kist: ignore\n"
+    )
+    found = check(text)
+    assert [(d.code, d.span.line) for d in found] == [
+        ("E002", 1),
+        ("E004", 1),
+        ("E027", 1),
+        ("E002", 2),
+    ]
+    refused = found[2]
+    line = text.splitlines()[0]
+    assert line[refused.span.column - 1 : refused.span.end_column - 1] == "E002"
+    assert refused.message == "E002 is an error code: only warnings may be ignored"
+    with pytest.raises(RulebookError, match="E002"):
+        loads(text)
 
 
 def test_an_ignore_comment_on_any_line_of_a_long_rule_counts():
-    text = "IF grya is low\n   AND gray is low  # kist: ignore[E002]\nTHEN anomalous\n"
+    text = "IF gray is low\n   AND area is low  # kist: ignore[W101]\nTHEN anomalous (0.5)\n"
     assert check(text) == []
+    assert [d.code for d in check(text.replace("  # kist: ignore[W101]", ""))] == ["W101"]
 
 
 def test_select_and_ignore_by_code_or_prefix():

@@ -159,9 +159,13 @@ def test_select_and_ignore(tmp_path):
 
 
 def test_ignore_comment_in_a_file(tmp_path):
-    path = write(tmp_path, "i.rules", "IF grya is low THEN anomalous  # kist: ignore[E002]\n")
-    result = run("check", "--format", "json", "--select", "E", path)
+    path = write(tmp_path, "i.rules", "IF gray is low THEN anomalous (0.5)  # kist: ignore[W101]\n")
+    result = run("check", "--format", "json", "--strict", path)
     assert (result.exit_code, json.loads(result.output)) == (0, [])
+    path = write(tmp_path, "e.rules", "IF grya is low THEN anomalous  # kist: ignore[E002]\n")
+    result = run("check", "--format", "json", "--select", "E", path)
+    assert result.exit_code == 1
+    assert [d["code"] for d in json.loads(result.output)] == ["E002", "E027"]
 
 
 @pytest.mark.parametrize(
@@ -213,3 +217,38 @@ def test_python_dash_m_runs_the_same_cli(tmp_path):
         text=True,
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+# --- rulebooks that check passes no more: later commands refuse them alike ----------------
+
+UNUSABLE = {
+    "no rules": 'rulebook "empty"\nscale gray = 255\n',
+    "ignored error": "IF gray is lowx THEN anomalous   # kist: ignore[E003]\n",
+}
+
+
+@pytest.mark.parametrize("content", UNUSABLE.values(), ids=UNUSABLE.keys())
+def test_a_rulebook_with_errors_is_refused_by_every_command_in_one_line(tmp_path, content):
+    from PIL import Image
+
+    path = write(tmp_path, "u.rules", content)
+    assert run("check", path).exit_code == 1
+    image, mask = tmp_path / "tile.png", tmp_path / "tile_mask.png"
+    Image.new("L", (16, 16), 90).save(image)
+    Image.new("L", (16, 16), 0).save(mask)
+    (tmp_path / "data" / "train" / "good").mkdir(parents=True)
+    Image.new("L", (16, 16), 90).save(tmp_path / "data" / "train" / "good" / "a.png")
+    commands = [
+        ["plot", path, "--out", tmp_path / "sets.png"],
+        ["explain", image, "--rulebook", path, "--mask", mask],
+        ["train", "--data", tmp_path / "data", "--rulebook", path, "--out", tmp_path / "run"],
+    ]
+    for command in commands:
+        proc = subprocess.run(
+            [str(KISTRULES), *map(str, command)], capture_output=True, text=True, timeout=300
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (command[0], proc.stderr)
+        assert len(lines) == 1 and "u.rules:1:" in lines[0] and "error[E0" in lines[0]
+        assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "sets.png").exists() and not (tmp_path / "run").exists()

@@ -26,7 +26,7 @@ from kistrules.span import Span
 
 FIXTURES = Path(__file__).parent / "fixtures" / "format"
 CASES = sorted(FIXTURES.glob("*.input"))
-SECTIONS = ["rulebook", "scale", "set", "threshold", "rule"]
+SECTIONS = ["rulebook", "scale", "set", "threshold", "define", "rule"]
 
 
 def _parse(text: str, path: str = "t.rules") -> Rulebook:
@@ -144,7 +144,7 @@ def test_a_name_too_long_to_align_does_not_push_the_block_right():
     source = (
         f"set {long} = triangle(0, 0.5, 1)\n"
         "set gray.dim = triangle(0, 0.2, 0.4)  # dark\n"
-        "set area.large = triangle(10, 20, 30)\n"
+        "set area.large = triangle(0.1, 0.2, 0.3)\n"
         "IF gray is dim THEN anomalous (0.9)\n"
     )
     formatted, errors = format_source(source, "long.rules")

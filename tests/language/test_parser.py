@@ -43,9 +43,14 @@ def test_contract_example_parses_to_the_documented_rules():
     rulebook = parse_ok(EXAMPLE.read_text())
     assert rulebook.display_name == "magnetic tile"
     assert rulebook.rule_names == ("large_dark_flat", "dark_slender", "rule 3", "rule 4")
-    assert [r.truth_value for r in rulebook.rules] == [1.0, 0.8, 1.0, 0.9]
+    assert [r.truth_value for r in rulebook.rules] == [1.0, 0.9, 1.0, 0.9]
     assert rulebook.scales == {"area": 0.05, "gray": 255.0, "unevenness": 40.0}
-    assert set(rulebook.sets) == {"low", "mid", "high", "gray.low"}
+    assert set(rulebook.sets) == {"low", "mid", "high", "gray.low", "unevenness.flat"}
+    assert rulebook.sets["unevenness.flat"].function.raw
+    assert shape(rulebook.definitions["dark_flat"].condition) == (
+        "and",
+        ["gray is low", "unevenness is flat"],
+    )
     assert rulebook.sets["gray.low"].function.function.name == "trapezoid"
     assert [a.value for a in rulebook.sets["gray.low"].function.args] == [0, 0, 0.3, 0.5]
     assert rulebook.threshold == 0.8
@@ -53,7 +58,7 @@ def test_contract_example_parses_to_the_documented_rules():
         "and",
         ["gray is very low", ("not", "area is low")],
     )
-    assert len(rulebook.comments) == 6
+    assert len(rulebook.comments) == 8
     assert rulebook.source == EXAMPLE.read_text()
 
 
@@ -222,7 +227,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "rul x: IF gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "rul"',
+            "expected a statement (rulebook, class, scale, set, threshold, define, rule or IF), "
+            'found "rul"',
             'did you mean "rule"?',
         ),
         (
@@ -253,7 +259,7 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
             "IF is low THEN anomalous",
             "1:4",
             'expected a property name, NOT or "(", found "is"',
-            "for example: IF gray is low THEN anomalous (0.8)",
+            "for example: IF gray is low THEN anomalous (0.9)",
         ),
         (
             "scale gray = high",
@@ -264,7 +270,8 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
         (
             "gray is low THEN anomalous",
             "1:1",
-            'expected a statement (rulebook, scale, set, threshold, rule or IF), found "gray"',
+            "expected a statement (rulebook, class, scale, set, threshold, define, rule or IF), "
+            'found "gray"',
             "a rule starts with IF: IF gray is low THEN anomalous",
         ),
         (
@@ -277,13 +284,38 @@ def errors(text: str) -> list[tuple[str, str, str | None]]:
             "rule dark IF gray is low THEN anomalous",
             "1:11",
             'expected ":", found "IF"',
-            "for example: rule dark: IF gray is low THEN anomalous (0.8)",
+            "for example: rule dark: IF gray is low THEN anomalous (0.9)",
         ),
         (
             "IF gray is low THEN",
             "1:20",
-            'expected "anomalous", found end of file',
-            'a rule always concludes "THEN anomalous"',
+            'expected "anomalous" or a class name, found end of file',
+            'a rule concludes "THEN anomalous" or "THEN CLASS", a class declared by "class"',
+        ),
+        (
+            "IF gray is low THEN crack 0.9",
+            "1:27",
+            'expected "(" or the end of the statement, found "0.9"',
+            "write the truth value in parentheses: crack (0.9)",
+        ),
+        (
+            "class blowhole, anomalous",
+            "1:17",
+            'expected a class name, found "anomalous"',
+            '"anomalous" is built in (any class): declare the kinds of defect',
+        ),
+        (
+            "class",
+            "1:6",
+            "expected a class name, found end of file",
+            "for example: class blowhole, crack",
+        ),
+        (
+            "clas crack",
+            "1:1",
+            "expected a statement (rulebook, class, scale, set, threshold, define, rule or IF), "
+            'found "clas"',
+            'did you mean "class"?',
         ),
     ],
 )

@@ -100,5 +100,5 @@ def test_examples_use_the_operators_and_new_properties():
     assert len(texts) >= 2
     joined = " ".join(texts.values())
     for needle in ("very", "somewhat", "not (", "is not", " or ", "set gray.", "pixels",
-                   "darkness", "brightness"):  # fmt: skip
+                   "darkness", "brightness", "define ", "= raw "):  # fmt: skip
         assert needle in joined, needle

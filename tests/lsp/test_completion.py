@@ -71,13 +71,22 @@ def test_no_existing_name_is_offered_for_a_new_rule():
 
 
 def test_a_role_naming_a_declared_kind_completes_with_the_files_declarations(monkeypatch):
-    """The mechanism a `class` or a named condition will use: a name role equal to a
-    declaration kind offers the file's declarations of that kind."""
+    """The mechanism `class` uses, on another kind: a name role equal to a declaration
+    kind offers the file's declarations of that kind."""
     monkeypatch.setitem(
         symbols.DECLARATIONS,
         "set",
-        lambda s: symbols.Declaration("widget", s.name.name, s.name.name, s.name.span, s),
+        lambda s: (symbols.Declaration("widget", s.name.name, s.name.name, s.name.span, s),),
     )
     rulebook, _ = diagnose("set knob = triangle(0, 0.5, 1)\nset dial = triangle(0, 0.5, 1)\n")
     items = completion._names("widget", [], rulebook, SymbolIndex(rulebook))
     assert [i.label for i in items] == ["knob", "dial"]
+
+
+def test_after_then_the_declared_classes_and_anomalous_are_offered():
+    head = "class blowhole, crack\nscale gray = 255\n"
+    found = labels(head + "IF gray is low THEN ")
+    assert set(found) == {"anomalous", "blowhole", "crack"}
+    assert set(labels(head + "IF gray is low THEN cr")) == {"anomalous", "blowhole", "crack"}
+    assert labels("IF gray is low THEN ") == ["anomalous"]  # no class declared
+    assert labels("class blowhole, ") == []  # a new class's name: nothing to offer

@@ -253,6 +253,37 @@ async def test_definition_and_references_follow_the_set_a_term_uses(client):
     assert found.range.start == at(RULEBOOK, "first")
 
 
+async def test_defined_conditions_go_to_definition_and_rename(client):
+    uri = "file:///named.rules"
+    text = "define dark = gray is low\nrule r: IF dark AND area is high THEN anomalous\n"
+    await open_document(client, uri, text)
+    use = at(text, "dark", 1, delta=2)
+    (found,) = await request(
+        client.text_document_definition_async(
+            types.DefinitionParams(text_document=doc(uri), position=use)
+        )
+    )
+    assert found.range.start == at(text, "dark")
+    where = await request(
+        client.text_document_prepare_rename_async(
+            types.PrepareRenameParams(text_document=doc(uri), position=use)
+        )
+    )
+    assert where.start == at(text, "dark", 1)
+    edit = await request(
+        client.text_document_rename_async(
+            types.RenameParams(text_document=doc(uri), position=use, new_name="dim")
+        )
+    )
+    assert sorted(e.range.start for e in edit.changes[uri]) == [at(text, "dark", i) for i in (0, 1)]
+    with pytest.raises(Exception, match="is a property"):
+        await request(
+            client.text_document_rename_async(
+                types.RenameParams(text_document=doc(uri), position=use, new_name="gray")
+            )
+        )
+
+
 async def test_document_symbols_list_sets_and_rules(client):
     uri = "file:///symbols.rules"
     await open_document(client, uri, RULEBOOK)

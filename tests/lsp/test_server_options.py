@@ -63,12 +63,13 @@ async def test_utf8_positions_when_the_client_asks_for_them(client):
     assert capabilities.text_document_sync.change == types.TextDocumentSyncKind.Full
     uri = "file:///utf8.rules"
     prefix = 'rulebook "𝛾 Prüfung" scale '
-    (diagnostic,) = await open_document(client, uri, prefix + "grya = 1\n")
+    rule = "IF gray is low THEN anomalous\n"
+    (diagnostic,) = await open_document(client, uri, prefix + "grya = 1\n" + rule)
     column = len(prefix.encode("utf-8"))
     assert column == len(prefix) + 4  # 𝛾: 4 bytes, ü: 2
     assert diagnostic.range == types.Range(
         types.Position(0, column), types.Position(0, column + len("grya"))
     )
     # Unchanged text under a new version (an undo): published again, for that version.
-    version = change_document(client, uri, prefix + "grya = 1\n")
+    version = change_document(client, uri, prefix + "grya = 1\n" + rule)
     assert [d.code for d in (await wait_published(client, uri, version)).diagnostics] == ["E002"]

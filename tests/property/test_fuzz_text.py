@@ -14,10 +14,15 @@ from kistrules.span import LineIndex
 
 VOCABULARY = [
     "rulebook",
+    "class",
+    "crack",
     "scale",
     "set",
     "threshold",
     "rule",
+    "define",
+    "raw",
+    "dark_spot",
     "IF",
     "if",
     "THEN",
@@ -84,6 +89,9 @@ def assert_sane(text: str, diagnostics) -> None:
 @example("rule")
 @example("set gray. = trapezoid(")
 @example("IF ((((((((((gray is low")
+@example("define a = b\ndefine b = a\nIF a THEN anomalous")
+@example("define a = a OR a\nIF a AND a THEN anomalous")
+@example("set gray.x = raw trapezoid(0, 0, 300, 400)\nIF gray is x THEN anomalous")
 def test_any_text_gives_diagnostics_never_an_exception(text):
     rulebook, diagnostics = diagnose(text, "f.rules")
     assert rulebook is not None

@@ -8,12 +8,12 @@ import re
 from hypothesis import given, settings
 
 from kistrules.api import diagnose
-from kistrules.ast import Rule, RulebookName, ScaleDef, SetDef, ThresholdDef
+from kistrules.ast import ClassDef, Define, Rule, RulebookName, ScaleDef, SetDef, ThresholdDef
 from kistrules.formatter import format_rulebook, format_source
 from kistrules.parser import parse
 from tests.property import strategies as S
 
-SECTIONS = (RulebookName, ScaleDef, SetDef, ThresholdDef, Rule)
+SECTIONS = (RulebookName, ClassDef, ScaleDef, SetDef, ThresholdDef, Define, Rule)
 
 
 def in_section_order(rulebook):

@@ -5,6 +5,10 @@ Scalar `math` on one region at a time, no torch, and its own name binding
 `kistrules.resolve`, so that the compiled scorer is checked against an
 independent reading of `docs/language.md` and the paper's eq. 4-7, 16.
 
+Classes, from the contract too: a class's grade is the max output of the
+rules concluding it or `anomalous` (0 when there are none), and a region's
+class is its winning rule's conclusion.
+
 Besides values, it reports which limiting term and winning rule are
 acceptable: a tie is decided "first" when the tied values are exactly equal,
 and either candidate is accepted when they differ by less than `NEAR`
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from kistrules.ast import And, Not, Or, Rulebook, ScaleDef, SetDef, Term, ThresholdDef
+from kistrules.ast import And, ClassDef, Not, Or, Rulebook, ScaleDef, SetDef, Term, ThresholdDef
 from kistrules.builtins import BUILTIN_SETS, PROPERTIES
 
 NEAR = 1e-9
@@ -125,6 +129,8 @@ class RegionResult:
     winner: set[int]
     fired: bool
     threshold: float
+    classes: dict[str, float]  # declared class -> its grade
+    winner_classes: set[str]  # the conclusions of the acceptable winners
 
 
 def _pick(candidates: list[Truth], extreme: float) -> set[int]:
@@ -167,6 +173,19 @@ class _Evaluator:
         return Truth(value, _pick(operands, value))
 
 
+def classes_of(rulebook: Rulebook) -> list[str]:
+    """The declared classes in declaration order (each once)."""
+    out: list[str] = []
+    for statement in rulebook.statements:
+        if isinstance(statement, ClassDef):
+            out += [n.name for n in statement.names if n.name not in out]
+    return out
+
+
+def conclusion_of(rule) -> str:
+    return rule.conclusion.name if rule.conclusion is not None else "anomalous"
+
+
 def evaluate(rulebook: Rulebook, values: dict[str, float]) -> RegionResult:
     """Grade one region given its raw property values."""
     evaluator = _Evaluator(rulebook, values)
@@ -178,13 +197,22 @@ def evaluate(rulebook: Rulebook, values: dict[str, float]) -> RegionResult:
         outputs.append(Truth(rule.truth_value * truth.value, {index}))  # eq. 4
     grade = max(o.value for o in outputs)  # eq. 7
     alpha = threshold_of(rulebook)
+    conclusions = [conclusion_of(rule) for rule in rulebook.rules]
+    classes = {}
+    for name in classes_of(rulebook):
+        pairs = zip(outputs, conclusions, strict=True)
+        mine = [o.value for o, c in pairs if c in (name, "anomalous")]
+        classes[name] = max(mine, default=0.0)
+    winner = _pick(outputs, grade)
     return RegionResult(
         standardised=evaluator.standardised,
         terms=evaluator.terms,
         rules=[o.value for o in outputs],
         limiting=limiting,
         grade=grade,
-        winner=_pick(outputs, grade),
+        winner=winner,
         fired=grade >= alpha,
         threshold=alpha,
+        classes=classes,
+        winner_classes={conclusions[w] for w in winner},
     )

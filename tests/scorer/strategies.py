@@ -1,6 +1,7 @@
 """Hypothesis strategies for valid rulebook ASTs and region property values.
 
 Small on purpose: 1-6 rules, conditions nested up to depth 3 (AND, OR, NOT),
+declared classes (0-3, in one or two `class` lines) that rules may conclude,
 hedges, `not`, file-wide sets and per-property overrides (trapezoid,
 triangle, gaussian), every built-in property, random scales, truth values and
 threshold. Breakpoints lie on a 0.05 grid, as experts write them, and values
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from kistrules.ast import (
     And,
+    ClassDef,
     Identifier,
     MembershipCall,
     Not,
@@ -31,6 +33,7 @@ from kistrules.span import Span
 SPAN = Span(path="gen.rules", start=0, end=0, line=1, column=1, end_line=1, end_column=1)
 GRID = [i / 20 for i in range(21)]
 SET_NAMES = ["low", "mid", "high", "tiny", "dark", "odd"]
+CLASS_NAMES = ["blowhole", "crack", "fray", "low", "uneven"]  # `low`: namespaces are apart
 
 
 def ident(name: str) -> Identifier:
@@ -51,14 +54,25 @@ def term(prop: str, set_name: str, *, negated: bool = False, hedges: tuple[str, 
     )
 
 
-def rule(condition, truth: float | None, position: int, label: str | None = None) -> Rule:
+def rule(
+    condition,
+    truth: float | None,
+    position: int,
+    label: str | None = None,
+    conclusion: str | None = None,
+) -> Rule:
     return Rule(
         span=SPAN,
         label=ident(label) if label else None,
         condition=condition,
+        conclusion=ident(conclusion) if conclusion else None,
         truth=number(truth) if truth is not None else None,
         position=position,
     )
+
+
+def class_def(*names: str) -> ClassDef:
+    return ClassDef(span=SPAN, names=tuple(ident(n) for n in names))
 
 
 def and_(*operands) -> And:
@@ -125,6 +139,9 @@ def rulebooks(draw, max_rules: int = 6) -> Rulebook:
         statements.append(set_def(name, *draw(membership_calls()), prop=prop))
     if draw(st.booleans()):
         statements.append(ThresholdDef(span=SPAN, value=number(draw(st.sampled_from(GRID)))))
+    classes = draw(st.lists(st.sampled_from(CLASS_NAMES), unique=True, max_size=3))
+    cut = draw(st.integers(0, len(classes)))
+    statements += [class_def(*part) for part in (classes[:cut], classes[cut:]) if part]
 
     def usable(prop: str) -> list[str]:
         names = set(BUILTIN_SETS) | set(shared) | {n for p, n in overrides if p == prop}
@@ -157,7 +174,8 @@ def rulebooks(draw, max_rules: int = 6) -> Rulebook:
     for position in range(1, n_rules + 1):
         truth = draw(st.one_of(st.none(), st.sampled_from([0.05, 0.3, 0.5, 0.8, 0.9, 1.0])))
         label = f"r{position}" if draw(st.booleans()) else None
-        statements.append(rule(draw(condition), truth, position, label))
+        conclusion = draw(st.sampled_from([None, *classes]))
+        statements.append(rule(draw(condition), truth, position, label, conclusion))
     return rulebook(statements)
 
 

@@ -23,9 +23,20 @@ from kistrules.resolve import resolve
 from tests.reference import scorer as reference
 
 from . import paper
-from .strategies import GRID, and_, not_, or_, rule, rulebook, rulebooks, set_def, term
+from .strategies import (
+    GRID,
+    and_,
+    class_def,
+    not_,
+    or_,
+    rule,
+    rulebook,
+    rulebooks,
+    set_def,
+    term,
+)
 
-FIELDS = ("grade", "rules", "fired", "winner")
+FIELDS = ("grade", "rules", "fired", "winner", "classes", "winner_class")
 TRACED = (*FIELDS, "terms", "limiting")
 
 
@@ -73,10 +84,19 @@ MIXED = rulebook(
         set_def("step", "trapezoid", (0.3, 0.3, 0.5, 0.7)),  # vertical rising edge inside
         set_def("cap", "trapezoid", (0.1, 0.2, 0.6, 0.6)),  # vertical falling edge inside
         set_def("spot", "gaussian", (0.4, 0.15)),
-        rule(and_(term("area", "mid"), term("gray", "low"), term("gray", "low")), 1.0, 1),
+        class_def("crack", "blowhole", "fray"),  # blowhole: only the `anomalous` rule grades it
+        rule(
+            and_(term("area", "mid"), term("gray", "low"), term("gray", "low")),
+            1.0,
+            1,
+            None,
+            "fray",
+        ),
         rule(and_(term("shape", "step"), term("symmetry", "cap", hedges=("very",))), 0.7, 2),
-        rule(or_(term("gray", "spot"), not_(term("unevenness", "high"))), 0.9, 3),
-        rule(term("area", "low", negated=True, hedges=("somewhat", "somewhat")), 0.6, 4),
+        rule(or_(term("gray", "spot"), not_(term("unevenness", "high"))), 0.9, 3, None, "crack"),
+        rule(
+            term("area", "low", negated=True, hedges=("somewhat", "somewhat")), 0.6, 4, "c", "crack"
+        ),
     ]
 )
 

@@ -65,8 +65,12 @@ def assert_matches(book, values, trace: ScoreTrace, scorer: Scorer, *, tol: floa
     assert trace.grade.shape == (n,)
     assert trace.rules.shape == (n, len(book.rules))
     assert trace.terms.shape[1] == len(scorer.terms)
-    for tensor in (trace.grade, trace.rules, trace.terms):
+    assert trace.classes.shape == (n, len(reference.classes_of(book)))
+    assert scorer.class_names == tuple(reference.classes_of(book))
+    for tensor in (trace.grade, trace.rules, trace.terms, trace.classes):
         assert not torch.isnan(tensor).any()
+    if trace.classes.shape[1]:  # the overall grade is the max over the classes, bit for bit
+        assert torch.equal(trace.classes.amax(1), trace.grade)
     for i in range(n):
         ref = reference.evaluate(book, {p: values[p][i] for p in ALL})
         if not exact and near_step(book, ref, 1e-5):
@@ -79,8 +83,11 @@ def assert_matches(book, values, trace: ScoreTrace, scorer: Scorer, *, tol: floa
         assert float(trace.grade[i]) == pytest.approx(ref.grade, abs=tol)
         if abs(ref.grade - ref.threshold) > tol:
             assert bool(trace.fired[i]) == ref.fired
+        assert trace.classes[i].tolist() == pytest.approx(list(ref.classes.values()), abs=tol)
         if exact:
             assert int(trace.winner[i]) in ref.winner
+            code = int(trace.winner_class[i])
+            assert (scorer.class_names[code] if code >= 0 else "anomalous") in ref.winner_classes
             for r, acceptable in enumerate(ref.limiting):
                 assert int(trace.limiting[i, r]) in acceptable, (i, r, acceptable)
 

@@ -118,6 +118,56 @@ def test_predict_and_audit(run, tmp_path):
     assert all(name in result.stdout for name in labelled)
 
 
+def _with_faint_rims(data, out):
+    """A copy of the data set whose masks gain a 2 px rim at 30 of 255 (anti-aliasing)."""
+    import shutil
+
+    from scipy import ndimage
+
+    shutil.copytree(data, out)
+    added = 0
+    for path in sorted(out.glob("ground_truth/*/*_mask.png")):
+        mask = iio.imread(path) > 0
+        rim = ndimage.binary_dilation(mask, iterations=2) & ~mask
+        iio.imwrite(path, np.where(mask, 255, np.where(rim, 30, 0)).astype(np.uint8))
+        added += int(rim.sum())
+    return out, added
+
+
+def _all_row(path):
+    rows = json.loads(path.read_text())["rows"]
+    return next(r for r in rows if r["group"] == "all" and r["rule"] == "(rulebook)")
+
+
+def test_evaluate_and_audit_read_masks_at_half_their_maximum(run, tmp_path):
+    run_dir, data, rules = run
+    soft, rim_pixels = _with_faint_rims(data, tmp_path / "soft")
+    assert rim_pixels > 0
+    figures = {}
+    for name, folder, extra in (
+        ("exact", data, []),
+        ("soft", soft, []),
+        ("loose", soft, ["--mask-threshold", "0.1"]),
+    ):
+        target = tmp_path / f"{name}.json"
+        result = _invoke("evaluate", "--model", run_dir, "--data", folder, "--json", target, *extra)
+        assert result.exit_code == 0, result.output
+        audit = tmp_path / f"{name}_audit.json"
+        result = _invoke(
+            "audit", "--model", run_dir, "--rulebook", rules, "--data", folder, "--json", audit,
+            *extra,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        figures[name] = (json.loads(target.read_text()), _all_row(audit))
+    # The faint rim is not defect at the default threshold: the figures of the exact masks.
+    assert figures["soft"][0]["raw"] == figures["exact"][0]["raw"]
+    assert figures["soft"][1] == figures["exact"][1]
+    # At 0.1 it is: every rim pixel joins the ground truth the labels are graded against.
+    exact, loose = figures["exact"][1], figures["loose"][1]
+    assert loose["tp"] + loose["fn"] == exact["tp"] + exact["fn"] + rim_pixels
+    assert figures["loose"][0]["raw"] != figures["exact"][0]["raw"]
+
+
 # ---------------------------------------------------------------- one-line errors
 
 
@@ -214,7 +264,7 @@ def test_bad_rulebook_is_one_line(tmp_path):
     rules = tmp_path / "bad.rules"
     rules.write_text("IF grey is low THEN anomalous (0.9)\n")
     result = _invoke("train", "--data", data, "--out", tmp_path / "o", "--rulebook", rules, *TINY)
-    _one_line_error(result, 1, "bad.rules")
+    _one_line_error(result, 2, "bad.rules")  # refused like any unusable input
 
 
 def test_predict_and_evaluate_on_a_missing_run(tmp_path):

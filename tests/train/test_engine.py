@@ -346,3 +346,42 @@ def test_resume_validates_the_stored_tensors(interrupted):
     ) as err:
         train(interrupted, resume=True, console=_quiet(), progress=False)
     assert str(partial / "checkpoints" / "initial.json") in str(err.value)
+
+
+def test_channels_last_is_a_runtime_layout_of_the_same_training(dataset, tmp_path, monkeypatch):
+    """--channels-last trains in NHWC order (weights, activations, Adam state), stores
+    checkpoints in the plain layout, and may be switched on at resume like --threads.
+    The computation is the same (tests/train/test_models.py compares the gradients);
+    rounding differs, and Adam with BatchNorm lets that grow over the epochs, so only
+    the first epoch's loss is compared here (a 1 % change of the learning rate moves
+    it by 4e-4, relative)."""
+    import kist_train.phase_store as store
+
+    layouts = []
+    save_phase = store.save_phase
+
+    def spy(run_dir, phase, state, *args, **kwargs):
+        weight = state.model.down[0][0].weight  # (8, 4, 4, 4): the two orders differ
+        layouts.append(weight.is_contiguous(memory_format=torch.channels_last))
+        return save_phase(run_dir, phase, state, *args, **kwargs)
+
+    monkeypatch.setattr(store, "save_phase", spy)
+    plain = train(_config(dataset, tmp_path / "plain"), console=_quiet(), progress=False)
+    assert layouts and not any(layouts)
+    layouts.clear()
+    nhwc = train(
+        _config(dataset, tmp_path / "nhwc", channels_last=True), console=_quiet(), progress=False
+    )
+    assert layouts and all(layouts)
+    first = [read_log(run)[0]["loss_per_epoch"][0] for run in (plain, nhwc)]
+    assert first[1] == pytest.approx(first[0], rel=2e-5)
+    assert all(tensor.is_contiguous() for tensor in _weights(nhwc).values())
+    for entry in read_log(nhwc):  # the engine says what settling each phase cost
+        assert ("settle_seconds" in entry) == (not entry["phase"].startswith("labels_"))
+
+    layouts.clear()
+    switched = _config(dataset, tmp_path / "switched")
+    train(switched, console=_quiet(), progress=False, stop_after="labels_1")
+    train(dataclasses.replace(switched, channels_last=True), resume=True, console=_quiet())
+    assert layouts == [False, False, True, True, True]
+    assert [e["phase"] for e in read_log(switched.out)] == phase_names(2)

@@ -140,3 +140,30 @@ def test_unet_checkpoints_from_before_skip_from_load_with_every_skip():
     assert ModelConfig.from_dict({**old, "kind": "cae"}) == ModelConfig(
         kind="cae", width=4, depth=3
     )
+
+
+@pytest.mark.parametrize("kind", ["cae", "unet"])
+def test_channels_last_computes_the_same_output_and_gradients(kind):
+    """The engine's --channels-last: NHWC weights and activations are a memory order,
+    not another network. In float64 outputs and gradients agree to rounding (odd sizes
+    exercise the padding and the crop); in float32 a pre-activation within rounding of
+    LeakyReLU's kink can take the other slope in either order, so there the two only
+    agree as closely as each agrees with float64."""
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(kind=kind, width=8, depth=3, skip_from=1)).double()
+    nhwc = build_model(ModelConfig(kind=kind, width=8, depth=3, skip_from=1)).double()
+    nhwc.load_state_dict(plain.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    x = torch.rand(5, 1, 37, 30, dtype=torch.float64)
+    outputs, grads = [], []
+    for model in (plain, nhwc):
+        y = model(x)
+        reconstruction_loss(y, x).backward()
+        outputs.append(y.detach())
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    assert nhwc.down[0][0].weight.grad.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.down[0][0].weight.grad.is_contiguous(memory_format=torch.channels_last)
+    assert outputs[0].shape == outputs[1].shape == x.shape
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-12, atol=1e-14)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-9, atol=1e-13, msg=name)
