@@ -120,7 +120,7 @@ class TrainConfig:
     margin_sigmas: float = _option(3.0, "Margin = mu_e + this * sigma_e of the initial model.")
     # A residual region spills a pixel or two past its defect (the reconstruction blurs it),
     # so a labelled region's rim is mostly normal pixels; pushing them teaches the model to
-    # reconstruct a defect's surroundings badly (docs/results.md, "Demo"). 0 trusts them all.
+    # reconstruct a defect's surroundings badly (docs/demo.md). 0 trusts them all.
     label_erosion: int = _option(
         0, "Push only pseudo-labelled pixels at least this many px inside their region."
     )
