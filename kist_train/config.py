@@ -118,6 +118,12 @@ class TrainConfig:
     lam: float = _option(1.0, "lambda of eq. 13.")
     push: str = _option("margin", "paper (eq. 13 as printed) | margin (bounded)")
     margin_sigmas: float = _option(3.0, "Margin = mu_e + this * sigma_e of the initial model.")
+    # A residual region spills a pixel or two past its defect (the reconstruction blurs it),
+    # so a labelled region's rim is mostly normal pixels; pushing them teaches the model to
+    # reconstruct a defect's surroundings badly (docs/demo.md). 0 trusts them all.
+    label_erosion: int = _option(
+        0, "Push only pseudo-labelled pixels at least this many px inside their region."
+    )
     # --s is a prefix of torchrun's own options (its argparse would take it): a relaunch
     # passes --threshold-step.
     s: float = _option(
@@ -226,6 +232,7 @@ class TrainConfig:
             "update_epochs": self.update_epochs,
             "lam": self.lam,
             "margin_sigmas": self.margin_sigmas,
+            "label_erosion": self.label_erosion,
             "workers": self.workers,
             "threads": self.threads,
             "checkpoint_minutes": self.checkpoint_minutes,

@@ -5,8 +5,9 @@ own: 64 x 64 crops of `skimage.data.brick()` (rot90 / flips), training crops
 from the top two thirds of the texture and test crops from the bottom third,
 so that no test pixel was seen in training. Defects are painted with exact
 masks: dark ellipses with a narrow soft edge, 1-2 px scratches, bright spots
-and edge chips, at a contrast of 28-56 gray levels (at 40-80 the baseline is
-already near perfect and there is nothing left to show).
+and edge chips, at a contrast of 14-56 gray levels (at 40-80 the baseline is
+already near perfect and there is nothing left to show; the faint end is where
+a model that has learnt what a defect looks like gains on one that has not).
 The 40 weakly labelled anomalous training images get no masks on disk: KIST
 must not need them.
 
@@ -36,7 +37,7 @@ DEFECT_KINDS = ("dark_blob", "scratch", "bright_spot", "edge_chip")
 BLOB_RADII = (3.0, 8.0)
 SPOT_RADII = (2.0, 4.0)
 CHIP_RADII = ((5.0, 10.0), (3.0, 6.0))  # along the edge, into the image
-DEPTH = (28.0, 56.0)
+DEPTH = (14.0, 56.0)
 # Width of an ellipse's soft edge, as a fraction of its radius. With 0.35 the
 # outer pixels of a blob changed by 1-3 gray levels: no residual region reaches
 # them, so pseudo-labels covered only blob cores and KIST gained nothing at pixel
@@ -53,8 +54,11 @@ class DemoSizes:
     # 40 weakly labelled anomalies (10 of each kind): with 10, two or three per
     # kind, one mislabelled image swung the result by several points.
     train_anomalous: int = 40
-    test_good: int = 60
-    test_anomalous: int = 60
+    # 60 of each kind: with 15 a kind (60 anomalous test images) the difference
+    # between two models moved by +-0.5 pixel AUROC from one test set to another
+    # (six independent test sets, docs/demo.md), as much as KIST's effect.
+    test_good: int = 120
+    test_anomalous: int = 240
     epochs: int = 60
     iterations: int = 3
     update_epochs: int = 4
@@ -228,7 +232,7 @@ class DemoResult:
 def training_config(
     data: Path, out: Path, rulebook: Path, *, sizes: DemoSizes, seed: int, baseline: bool
 ):
-    """The demo's settings: CAE, margin push, frozen labels (docs/results.md, "Demo")."""
+    """The demo's settings: CAE, margin push, frozen labels (docs/demo.md)."""
     from kist_train.config import TrainConfig
 
     return TrainConfig(
@@ -246,9 +250,15 @@ def training_config(
         anomalous_per_batch=8,
         lr=1e-3,
         update_lr=3e-4,
-        lam=1.0,
+        # Why these three, measured on development seeds (docs/demo.md): the
+        # rim of a labelled region is mostly normal pixels, and pushing it costs more than
+        # the labels gain (label_erosion 1 drops it); the interior that remains is already
+        # past mu + 3 sigma (margin 10 sigma reaches it); lambda 0.3 keeps that push from
+        # raising the normal residual everywhere.
+        lam=0.3,
         push="margin",
-        margin_sigmas=3.0,
+        margin_sigmas=10.0,
+        label_erosion=1,
         seed=seed,
         device="cpu",
         baseline=baseline,

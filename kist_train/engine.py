@@ -226,7 +226,7 @@ def _run_labels(
     config: TrainConfig, state: PhaseState, data: _Data, scorer, iteration: int, ddp: _Ddp
 ) -> dict[str, Any]:
     """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
-    from kist_train.pseudo_labels import label_statistics
+    from kist_train.pseudo_labels import interior, label_statistics, mask_scores
     from kist_train.residuals import label_residuals
 
     batch = max(config.batch_size, 64)
@@ -253,7 +253,7 @@ def _run_labels(
     if ddp.net is not None:  # DDP: label this rank's shard, gather masks and figures
         from kist_train.distributed import label_shards
 
-        state.labels, entry["labels"] = label_shards(
+        labels, entry["labels"] = label_shards(
             ddp.ctx,
             state.model,
             data.anomalous,
@@ -265,21 +265,26 @@ def _run_labels(
             truth=data.anomalous_truth,
             batch_size=batch,
         )
-        entry["labelled"] = True
-        return entry
-    labels = label_residuals(
-        state.model,
-        data.anomalous,
-        scorer,
-        mu=mu,
-        sigma=sigma,
-        s=config.s,
-        original_sizes=data.anomalous_sizes,
-        batch_size=batch,
-    )
-    state.labels = labels.mask.to(data.anomalous.device)
+    else:
+        labelling = label_residuals(
+            state.model,
+            data.anomalous,
+            scorer,
+            mu=mu,
+            sigma=sigma,
+            s=config.s,
+            original_sizes=data.anomalous_sizes,
+            batch_size=batch,
+        )
+        labels = labelling.mask.to(data.anomalous.device)
+        entry["labels"] = label_statistics(labelling, scorer, truth_masks=data.anomalous_truth)
     entry["labelled"] = True
-    entry["labels"] = label_statistics(labels, scorer, truth_masks=data.anomalous_truth)
+    state.labels = interior(labels, config.label_erosion)
+    if config.label_erosion:  # what the push trusts: the labels' interior
+        pushed: dict[str, Any] = {"pixels": int(state.labels.sum())}
+        if data.anomalous_truth is not None:
+            pushed["precision"], pushed["recall"] = mask_scores(state.labels, data.anomalous_truth)
+        entry["labels"]["interior"] = pushed
     return entry
 
 

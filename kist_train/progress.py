@@ -48,6 +48,13 @@ def print_labels(console, iteration: int, entry: dict[str, Any]) -> None:
     )
     if labels.get("precision") is not None or labels.get("recall") is not None:
         text += f"; precision {_pct(labels.get('precision'))} recall {_pct(labels.get('recall'))}"
+    inside = labels.get("interior")
+    if inside is not None:  # --label-erosion: the pixels the push trusts
+        text += f"; interior {inside['pixels']} px"
+        if inside.get("precision") is not None or inside.get("recall") is not None:
+            text += (
+                f" (precision {_pct(inside.get('precision'))} recall {_pct(inside.get('recall'))})"
+            )
     if entry.get("frozen"):
         text += " [frozen]"
     console.print(text, markup=False, highlight=False)

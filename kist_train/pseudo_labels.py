@@ -49,6 +49,35 @@ def upsample_mask(mask: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> np
     return resized[0, 0].numpy() > 0.5
 
 
+def interior(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """(B, H, W) bool: the pixels of `mask` whose (2 pixels + 1)^2 neighbourhood is all in it.
+
+    Binary erosion by a square; outside the image counts as labelled, so a region
+    cut by the border (an edge chip) keeps its border pixels. `pixels` 0 returns
+    `mask` itself.
+    """
+    if pixels <= 0:
+        return mask
+    import torch.nn.functional as F
+
+    size = 2 * pixels + 1
+    # The minimum over each window is -max(-x); max_pool2d pads with -inf, so the
+    # padding never wins the maximum and the image border never erodes.
+    window_min = -F.max_pool2d(-mask[:, None].float(), size, stride=1, padding=pixels)
+    return window_min[:, 0] > 0.5
+
+
+def mask_scores(
+    mask: torch.Tensor, truth_masks: Sequence[np.ndarray]
+) -> tuple[float | None, float | None]:
+    """Pixel precision and recall of (B, h, w) labels against original-size truth masks."""
+    tp = fp = fn = 0
+    for index, truth in enumerate(truth_masks):
+        a, b, c = confusion(upsample_mask(mask[index], truth.shape), truth)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return precision_recall(tp, fp, fn)
+
+
 def label_statistics(
     labels: PseudoLabels,
     scorer: Any,
@@ -82,12 +111,5 @@ def label_statistics(
         counts = torch.bincount(which, minlength=len(scorer.class_names) + 1).tolist()
         stats["fired_per_class"] = dict(zip((ANY_CLASS, *scorer.class_names), counts, strict=True))
     if truth_masks is not None:
-        tp = fp = fn = 0
-        for index, truth in enumerate(truth_masks):
-            pred = upsample_mask(mask[index], truth.shape)
-            a, b, c = confusion(pred, truth)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        precision, recall = precision_recall(tp, fp, fn)
-        stats["precision"] = precision
-        stats["recall"] = recall
+        stats["precision"], stats["recall"] = mask_scores(mask, truth_masks)
     return stats

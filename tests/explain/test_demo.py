@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kist_train.demo import DEFECT_KINDS, DemoSizes, demo_rules_text, paint_defect, synthesize
+from kist_train.demo import (
+    DEFECT_KINDS,
+    DEPTH,
+    DemoSizes,
+    demo_rules_text,
+    paint_defect,
+    synthesize,
+)
 
 TINY = DemoSizes(train_good=6, train_anomalous=4, test_good=3, test_anomalous=8)
 
@@ -56,10 +63,13 @@ def test_masks_are_exactly_the_changed_pixels(kind: str):
         np.testing.assert_array_equal(mask, changed)
         assert 1 <= mask.sum() < 64 * 64 // 8
         delta = image.astype(float) - crop
+        # At its deepest a defect changes its pixels by a contrast drawn from DEPTH
+        # (rounded to whole gray levels; a bright spot may clip at 255).
         if kind == "bright_spot":
-            assert delta[mask].max() >= 20 and (delta >= 0).all()
-        else:  # dark defects: 28-56 levels at their deepest
-            assert -57 <= delta[mask].min() <= -20 and (delta <= 0).all()
+            assert DEPTH[0] - 1 <= delta[mask].max() <= DEPTH[1] + 0.5 and (delta >= 0).all()
+        else:
+            assert -DEPTH[1] - 0.5 <= delta[mask].min() <= -DEPTH[0] + 0.5
+            assert (delta <= 0).all()
     if kind == "edge_chip":  # a chip touches the border
         assert mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
 

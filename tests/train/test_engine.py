@@ -108,6 +108,33 @@ def test_baseline_is_the_same_loop_with_lambda_zero(dataset, tmp_path):
     _assert_same(_weights(base), _weights(plain))
 
 
+def test_label_erosion_pushes_the_interior_of_the_same_labels(dataset, tmp_path):
+    """The run trains on the interior of exactly the labels the rulebook gave; the log keeps
+    the rulebook's figures and adds the interior's."""
+    from kist_train.checkpoints import read_checkpoint
+    from kist_train.pseudo_labels import interior
+
+    def labels_of(run):
+        return read_checkpoint(run, "labels_1").extra["labels"].to(torch.bool)
+
+    plain = train(_config(dataset, tmp_path / "p", iterations=1), console=_quiet(), progress=False)
+    console = Console(stderr=True, record=True, width=200)
+    eroded = train(
+        _config(dataset, tmp_path / "e", iterations=1, label_erosion=1),
+        console=console,
+        progress=False,
+    )
+    assert labels_of(plain).any()
+    assert torch.equal(labels_of(eroded), interior(labels_of(plain), 1))
+    plain_entry, eroded_entry = read_log(plain)[1]["labels"], read_log(eroded)[1]["labels"]
+    assert "interior" not in plain_entry
+    inside = eroded_entry.pop("interior")
+    assert eroded_entry == plain_entry
+    assert inside["pixels"] == int(labels_of(eroded).sum()) < plain_entry["pixels_labelled"]
+    assert 0 <= inside["recall"] <= plain_entry["recall"]
+    assert f"interior {inside['pixels']} px" in console.export_text()
+
+
 def test_unet_paper_push_and_recomputed_labels(dataset, tmp_path):
     config = _config(
         dataset, tmp_path / "r", push="paper", freeze_labels=False, model="unet", skip_from=1

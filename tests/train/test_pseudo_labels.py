@@ -11,7 +11,9 @@ from skimage.measure import label as sk_label
 
 from kist_train.pseudo_labels import (
     confusion,
+    interior,
     label_statistics,
+    mask_scores,
     precision_recall,
     upsample_mask,
 )
@@ -121,3 +123,39 @@ def test_confusion_and_upsampling():
     assert precision_recall(0, 0, 3) == (None, 0.0)
     up = upsample_mask(torch.tensor([[True, False], [False, False]]), (4, 6))
     assert up.shape == (4, 6) and up[:2, :3].all() and up.sum() == 6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    pixels=st.integers(0, 3),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 19), st.integers(1, 19)),
+    density=st.floats(0.3, 0.95),
+)
+def test_interior_is_scipy_erosion_with_the_outside_labelled(seed, pixels, shape, density):
+    """--label-erosion: a square erosion in which the image border never erodes."""
+    from scipy import ndimage
+
+    mask = np.random.default_rng(seed).random(shape) < density
+    square = np.ones((2 * pixels + 1,) * 2, dtype=bool)
+    expected = np.stack([ndimage.binary_erosion(m, square, border_value=1) for m in mask])
+    got = interior(torch.as_tensor(mask), pixels)
+    assert got.dtype == torch.bool
+    np.testing.assert_array_equal(got.numpy(), expected if pixels else mask)
+
+
+def test_interior_keeps_a_region_cut_by_the_border_and_drops_its_inner_rim():
+    mask = torch.zeros((1, 6, 6), dtype=bool)
+    mask[0, :3, 1:5] = True  # a chip at the top border, 3 rows deep, 4 wide
+    inside = interior(mask, 1)[0]
+    assert inside[:2, 2:4].all()  # the border row stays; the rows below it lose their rim
+    assert int(inside.sum()) == 4
+
+
+def test_mask_scores_compare_at_the_truths_size():
+    labels = torch.zeros((2, 2, 2), dtype=bool)
+    labels[0, 0, 0] = True  # covers the top-left 2 x 2 of a 4 x 4 truth
+    truth = [np.zeros((4, 4), bool), np.zeros((2, 2), bool)]
+    truth[0][0, :] = True  # 4 true px, 2 of them under the label
+    truth[1][1, 1] = True  # missed
+    assert mask_scores(labels, truth) == (pytest.approx(2 / 4), pytest.approx(2 / 5))
