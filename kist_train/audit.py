@@ -109,6 +109,8 @@ class AuditReport:
     resolution: str = "original resolution"  # or "S px working grid": where labels met masks
     images: tuple[AuditImage, ...] = ()  # per test image, in data order (rulebook labels)
     class_rows: tuple[AuditClassRow, ...] = ()  # a class-aware rulebook's labels per class
+    # Labels cut to their interior (px in), as training with --label-erosion pushes them.
+    label_erosion: int = 0
 
     def row(self, group: str, rule: str = OVERALL) -> AuditRow:
         for candidate in self.rows:
@@ -135,7 +137,7 @@ class AuditReport:
         lines = [
             f"label audit of {self.rulebook} on {self.run_dir} (mu_e={self.mu_e:.3g}, "
             f"sigma_e={self.sigma_e:.3g}, {len(self.thresholds)} thresholds; "
-            f"compared at the {self.resolution})",
+            f"compared at the {self.resolution}{self._erosion_note()})",
             f"{'defect':<12}{'rule':<{width}}{'regions':>8}{'images':>9}"
             f"{'precision %':>13}{'recall %':>10}",
         ]
@@ -159,6 +161,11 @@ class AuditReport:
                     f"{pct(r.recall):>10}"
                 )
         return "\n".join(lines)
+
+    def _erosion_note(self) -> str:
+        if not self.label_erosion:
+            return ""
+        return f"; labels cut to their interior, {self.label_erosion} px in (--label-erosion)"
 
     def format_images(self) -> str:
         """The labelled images, most wrongly labelled pixels first: where precision is lost
@@ -271,6 +278,7 @@ def audit_rulebook(
     phase: str | None = None,
     grid: bool = False,
     mask_threshold: float = MASK_THRESHOLD,
+    label_erosion: int | None = None,
 ) -> AuditReport:
     """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
 
@@ -278,6 +286,8 @@ def audit_rulebook(
     every phase shows how the labels a rulebook would give evolve over the iterations.
     `grid` compares on the working grid instead of at the masks' resolution;
     `mask_threshold` binarises the masks (`kist_train.data.read_mask`).
+    `label_erosion` audits only the labels' interior, the pixels training pushes
+    (default: the run's own --label-erosion).
     """
     from kist_train.data import load_dataset
     from kist_train.predict import load_run
@@ -299,6 +309,7 @@ def audit_rulebook(
         text=rulebook_path.read_text(encoding="utf-8"),
         batch_size=batch_size,
         grid=grid,
+        label_erosion=run.config.label_erosion if label_erosion is None else label_erosion,
     )
 
 
@@ -312,23 +323,29 @@ def audit_scorer(
     batch_size: int = 16,
     grid: bool = False,
     items: Sequence[ImageItem] | None = None,
+    label_erosion: int = 0,
 ) -> AuditReport:
     """The audit of a compiled rulebook (`text`, shown as `rulebook`) with a loaded run.
 
     `kistrules report` audits the rulebook a run trained with, whose text its
     checkpoint holds; `audit_rulebook` audits a file; `kistrules tune` audits
     the images an expert annotated (`items`, each with its mask; default: the
-    data set's anomalous test images).
+    data set's anomalous test images). With `label_erosion` every label (overall,
+    per rule, per class) keeps only the interior of the overall labels, as
+    training with --label-erosion pushes them; regions fired are counted as they are.
     """
     from kist_train.data import working_tensor
+    from kist_train.pseudo_labels import interior
     from kist_train.residuals import label_residuals
-    from kistrules.errors import DataError
+    from kistrules.errors import DataError, UsageError
     from kistrules.pseudo_labels import class_masks, rule_masks
 
     if items is None:
         items = [item for item in dataset.require_test() if item.is_anomalous]
     if not items:
         raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
+    if label_erosion < 0:
+        raise UsageError(f"--label-erosion must be 0 or more pixels, got {label_erosion}")
     rule_names = list(scorer.rule_names)
     alpha = float(scorer.threshold)
     class_names: list[str] = []  # filled from the first batch's class masks
@@ -356,7 +373,9 @@ def audit_scorer(
             batch_size=batch_size,
         )
         thresholds = tuple(float(t) for t in labels.thresholds)
-        by_rule = rule_masks(labels, scorer)
+        # What training pushes: the labels' interior (the labels themselves at 0).
+        trusted = interior(labels.mask, label_erosion).cpu()
+        by_rule = [m & trusted for m in rule_masks(labels, scorer)]
         image_of = torch.as_tensor(labels.table.image).long().cpu()
         fired = torch.as_tensor(labels.trace.fired).bool().cpu()
         rules = torch.as_tensor(labels.trace.rules).cpu()
@@ -368,7 +387,7 @@ def audit_scorer(
             counts[:, r] = torch.bincount(image_of[rules[:, r] >= alpha], minlength=b).numpy()
         regions_rules.append(counts)
         if scorer.class_names:
-            by_class = class_masks(labels, scorer)
+            by_class = {name: m & trusted for name, m in class_masks(labels, scorer).items()}
             class_names = list(by_class)
             per_class = per_class or [[] for _ in class_names]
             which = torch.as_tensor(labels.trace.winner_class).cpu()
@@ -387,7 +406,7 @@ def audit_scorer(
             target = grid_mask(mask, run.size) if grid else mask
             truth.append(target)
             # upsample_mask is the identity on the grid (labels are already that size).
-            overall.append(upsample_mask(labels.mask[i], target.shape))
+            overall.append(upsample_mask(trusted[i], target.shape))
             for r in range(len(rule_names)):
                 per_rule[r].append(upsample_mask(by_rule[r][i], target.shape))
             for c, name in enumerate(class_names):
@@ -429,6 +448,7 @@ def audit_scorer(
         resolution=f"{run.size} px working grid" if grid else "original resolution",
         images=tuple(images),
         class_rows=tuple(class_rows),
+        label_erosion=label_erosion,
     )
 
 

@@ -276,6 +276,14 @@ def audit_command(
         typer.Option("--per-image", help="Also list the labelled images, most wrong pixels first."),
     ] = False,
     mask_threshold: MaskThreshold = MASK_THRESHOLD,
+    label_erosion: Annotated[
+        int | None,
+        typer.Option(
+            "--label-erosion",
+            help="Audit only the labels' interior, this many px in, as training with "
+            "--label-erosion pushes them (default: the run's own setting).",
+        ),
+    ] = None,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with one_line_errors():
@@ -291,6 +299,7 @@ def audit_command(
             phase=phase,
             grid=grid,
             mask_threshold=mask_threshold,
+            label_erosion=label_erosion,
         )
         if json_path is not None:
             _write_json(json_path, report.to_dict(), command="audit", fields=AUDIT_FIELDS)

@@ -116,6 +116,20 @@ def test_predict_and_audit(run, tmp_path):
     labelled = [i["image"] for i in grid["images"] if i["tp"] + i["fp"]]
     assert f"{len(labelled)} of {len(grid['images'])} images labelled" in result.stdout
     assert all(name in result.stdout for name in labelled)
+    result = _invoke(
+        "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--grid", "--json",
+        tmp_path / "e", "--label-erosion", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    eroded = json.loads((tmp_path / "e").read_text())
+    assert eroded["label_erosion"] == 1 and grid["label_erosion"] == 0
+    cut = next(r for r in eroded["rows"] if r["group"] == "all" and r["rule"] == "(rulebook)")
+    assert cut["tp"] + cut["fp"] <= overall["tp"] + overall["fp"]
+    assert cut["regions_fired"] == overall["regions_fired"]
+    result = _invoke(
+        "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--label-erosion", "-1"
+    )
+    _one_line_error(result, 2, "--label-erosion")
 
 
 def _with_faint_rims(data, out):

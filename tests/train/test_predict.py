@@ -244,7 +244,12 @@ def test_audit_rows_by_hand():
 
 
 def _constant_run(
-    run_dir: Path, size: int, *, phase: str = "update_1", sigma_e: float = 0.05
+    run_dir: Path,
+    size: int,
+    *,
+    phase: str = "update_1",
+    sigma_e: float = 0.05,
+    label_erosion: int = 0,
 ) -> None:
     """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly."""
     torch.manual_seed(0)
@@ -253,7 +258,9 @@ def _constant_run(
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
-    train_config = TrainConfig(data="d", out=str(run_dir), size=size, width=4, depth=2)
+    train_config = TrainConfig(
+        data="d", out=str(run_dir), size=size, width=4, depth=2, label_erosion=label_erosion
+    )
     meta = {
         "config": train_config.to_dict(),
         "model": config.to_dict(),
@@ -319,6 +326,47 @@ def test_audit_rulebook_hand_case(tmp_path):
     assert json.loads(json.dumps(report.to_dict()))["rows"][0]["precision"] == 1.0
     assert json.loads(json.dumps(report.to_dict()))["images"][0]["tp"] == 20
     assert set(AUDIT_FIELDS) <= report.to_dict().keys()  # how `audit --json` knows its own file
+
+
+def test_audit_label_erosion_counts_the_interior(tmp_path):
+    """The hand case's 4x5 blob label, cut to its interior as training with
+    --label-erosion pushes it: 1 px in leaves 2x3 pixels (scipy's erosion agrees),
+    2 px in leaves none; regions fired are counted as before; the run's own setting
+    is the default."""
+    from scipy import ndimage
+
+    size = 16
+    data = tmp_path / "d"
+    image = np.full((size, size), 128, dtype=np.uint8)
+    image[4:8, 5:10] = 10
+    truth = np.zeros((size, size), dtype=np.uint8)
+    truth[4:10, 5:10] = 255
+    for folder, name, array in (
+        ("train/good", "g.png", np.full((size, size), 128, dtype=np.uint8)),
+        ("test/hole", "h.png", image),
+        ("ground_truth/hole", "h_mask.png", truth),
+    ):
+        (data / folder).mkdir(parents=True, exist_ok=True)
+        iio.imwrite(data / folder / name, array)
+    rules = tmp_path / "r.rules"
+    rules.write_text("threshold 0.8\nrule dark: IF gray is low THEN anomalous (1.0)\n")
+    _constant_run(tmp_path / "run", size, label_erosion=1)
+    expected = int(ndimage.binary_erosion(image == 10, np.ones((3, 3)), border_value=1).sum())
+    assert expected == 6
+    trained_setting = audit_rulebook(tmp_path / "run", rules, data, device="cpu")
+    overall = trained_setting.row("hole")
+    assert (overall.tp, overall.fp, overall.fn) == (expected, 0, 30 - expected)
+    assert overall.regions_fired == 7 and trained_setting.row("hole", "dark").tp == expected
+    assert trained_setting.label_erosion == 1
+    assert "interior, 1 px in" in trained_setting.format_text()
+    whole = audit_rulebook(tmp_path / "run", rules, data, device="cpu", label_erosion=0)
+    assert (whole.row("hole").tp, whole.row("hole").fp) == (20, 0)
+    assert "interior" not in whole.format_text()
+    none_left = audit_rulebook(tmp_path / "run", rules, data, device="cpu", label_erosion=2)
+    assert none_left.row("hole").tp == 0 and none_left.row("hole").images_labelled == 0
+    assert none_left.row("hole").regions_fired == 7
+    with pytest.raises(UsageError, match="--label-erosion"):
+        audit_rulebook(tmp_path / "run", rules, data, device="cpu", label_erosion=-1)
 
 
 def test_audit_on_the_working_grid(tmp_path):
