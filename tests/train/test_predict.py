@@ -271,11 +271,9 @@ def _constant_run(
     save_checkpoint(run_dir, phase, model.eval(), meta)
 
 
-def test_audit_rulebook_hand_case(tmp_path):
-    """Gray 128 background (e = 0.0000...), a dark 4x5 blob (gray 10, e = 0.21); truth = blob
-    plus a 2x5 strip next to it. Thresholds 1.2..3 sigma = 0.06..0.15 cut exactly the blob,
-    at each of the 7 thresholds; the dark rule fires, the bright one does not."""
-    size = 16
+def _blob_case(tmp_path: Path, size: int = 16) -> tuple[Path, np.ndarray]:
+    """A data set of one gray-128 test image with a dark 4x5 blob (gray 10) at rows 4-7,
+    columns 5-9, and a mask of the blob plus the 2x5 strip below it; returns (data, image)."""
     data = tmp_path / "d"
     image = np.full((size, size), 128, dtype=np.uint8)
     image[4:8, 5:10] = 10
@@ -288,6 +286,15 @@ def test_audit_rulebook_hand_case(tmp_path):
     ):
         (data / folder).mkdir(parents=True, exist_ok=True)
         iio.imwrite(data / folder / name, array)
+    return data, image
+
+
+def test_audit_rulebook_hand_case(tmp_path):
+    """Gray 128 background (e = 0.0000...), a dark 4x5 blob (gray 10, e = 0.21); truth = blob
+    plus a 2x5 strip next to it. Thresholds 1.2..3 sigma = 0.06..0.15 cut exactly the blob,
+    at each of the 7 thresholds; the dark rule fires, the bright one does not."""
+    size = 16
+    data, image = _blob_case(tmp_path, size)
     rules = tmp_path / "r.rules"
     rules.write_text(
         "threshold 0.8\n"
@@ -336,18 +343,7 @@ def test_audit_label_erosion_counts_the_interior(tmp_path):
     from scipy import ndimage
 
     size = 16
-    data = tmp_path / "d"
-    image = np.full((size, size), 128, dtype=np.uint8)
-    image[4:8, 5:10] = 10
-    truth = np.zeros((size, size), dtype=np.uint8)
-    truth[4:10, 5:10] = 255
-    for folder, name, array in (
-        ("train/good", "g.png", np.full((size, size), 128, dtype=np.uint8)),
-        ("test/hole", "h.png", image),
-        ("ground_truth/hole", "h_mask.png", truth),
-    ):
-        (data / folder).mkdir(parents=True, exist_ok=True)
-        iio.imwrite(data / folder / name, array)
+    data, image = _blob_case(tmp_path, size)
     rules = tmp_path / "r.rules"
     rules.write_text("threshold 0.8\nrule dark: IF gray is low THEN anomalous (1.0)\n")
     _constant_run(tmp_path / "run", size, label_erosion=1)
