@@ -21,7 +21,6 @@ Both class computations are checked to agree before anything is timed. Run:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -29,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 
 from kistrules.api import loads  # noqa: E402
 from kistrules.compiler import compile_rulebook  # noqa: E402
@@ -79,16 +80,6 @@ def timed_pair(first, second, repeats: int) -> tuple[float, float]:
             fn()
             out.append(time.perf_counter() - start)
     return statistics.median(walls[0]), statistics.median(walls[1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -30,21 +30,12 @@ from pathlib import Path
 
 from bench_parse import generate
 from lsprotocol import types
+from machine import cpu_name  # benchmarks/machine.py
 from pygls.lsp.client import LanguageClient
 
 from kistrules.api import diagnose
 
 URI = "file:///bench.rules"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def cpu_seconds(pid: int) -> float:

@@ -34,10 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 
 from kist_train.augment import augment_normal  # noqa: E402
 from kist_train.config import TrainConfig  # noqa: E402
@@ -84,16 +86,6 @@ def bf16_native() -> str:
         return "unknown"
     found = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
     return ", ".join(found) if found else "none of avx512f, avx512_bf16, amx"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 # ----------------------------------------------------------------- part 1: loop vs bare
