@@ -33,6 +33,12 @@ from kist_train.decoding import decode_pixels
 from kist_train.decoding import read_gray as read_gray
 from kistrules.errors import DataError
 
+
+class MissingDataError(DataError):
+    """A data directory that does not exist: a wrong path, exit 2 like every missing input."""
+
+    exit_code = 2
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
 
@@ -45,11 +51,25 @@ def read_mask(path: str | Path, threshold: float = MASK_THRESHOLD) -> np.ndarray
     defect; counting every nonzero pixel made that rim into specks of 1-30 px
     and grew each defect. Relative to the mask's own maximum, the rule holds
     for 0/1, 0-255 and 16-bit masks alike. Colour masks take the largest
-    channel. An all-zero mask stays empty. Decoding (and its refusals: NaN,
+    channel; a mask with an alpha channel is first composited over black. An
+    all-zero mask stays empty. Decoding (and its refusals: NaN,
     several pages, ...) is `decode_pixels`'.
     """
     check_mask_threshold(threshold)
     return binarise_mask(decode_pixels(path, "mask"), threshold)
+
+
+def _over_black(values: np.ndarray) -> np.ndarray:
+    """(H, W) of a mask with an alpha channel, composited over black.
+
+    The largest colour channel times alpha / its maximum: an opaque black
+    background reads 0 (taking the maximum over all channels counted alpha, so
+    every opaque pixel was a defect), and so does a transparent one of any colour.
+    """
+    alpha = values[..., -1].astype(np.float64)
+    top = alpha.max() if alpha.size else 0.0
+    colour = values[..., :-1].max(axis=-1).astype(np.float64)
+    return colour * (alpha / top) if top > 0 else np.zeros(colour.shape)
 
 
 def binarise_mask(values: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:
@@ -61,7 +81,9 @@ def binarise_mask(values: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.n
     [[False, False]]
     """
     values = np.asarray(values)
-    if values.ndim == 3:
+    if values.ndim == 3 and values.shape[-1] in (2, 4):
+        values = _over_black(values)
+    elif values.ndim == 3:
         values = values.max(axis=-1)
     if values.dtype == np.bool_:
         return values.copy()
@@ -177,7 +199,7 @@ def load_dataset(root: str | Path, *, mask_threshold: float = MASK_THRESHOLD) ->
     check_mask_threshold(mask_threshold)
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data directory not found")
+        raise MissingDataError(f"{root}: data directory not found")
     train_good = [ImageItem(p) for p in _require_images(root / "train" / "good")]
 
     train_anomalous: list[ImageItem] = []

@@ -136,5 +136,5 @@ def test_bad_inputs_are_one_line(tiny_runs, tmp_path: Path):
         _report(tiny_runs.kist, "--control", tmp_path / "notarun", "--out", out), 1, "notarun"
     )
     result = _report(tiny_runs.kist, "--data", tmp_path / "nodata", "--out", out)
-    _one_line_error(result, 1, "data directory not found")  # as train and evaluate say it
+    _one_line_error(result, 2, "data directory not found")  # as train and evaluate say it
     assert not out.exists()

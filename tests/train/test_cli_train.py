@@ -190,7 +190,7 @@ def _train(data, out, *extra):
 
 
 def test_missing_data_dir(tmp_path):
-    _one_line_error(_train(tmp_path / "nope", tmp_path / "o"), 1, "data directory not found")
+    _one_line_error(_train(tmp_path / "nope", tmp_path / "o"), 2, "data directory not found")
 
 
 def test_empty_folder(tmp_path):

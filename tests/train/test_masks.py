@@ -27,11 +27,20 @@ from tests.train import synthetic as syn
 
 
 def _reference(values: np.ndarray, threshold: float) -> np.ndarray:
-    """Pixel by pixel: the largest channel against threshold x the largest value."""
+    """Pixel by pixel: the largest colour channel (times alpha / the largest alpha,
+    when the last of 2 or 4 channels is alpha) against threshold x the largest value."""
     pixels = values if values.ndim == 3 else values[..., None]
     height, width, channels = pixels.shape
-    best = [[max(float(pixels[i, j, c]) for c in range(channels)) for j in range(width)]
-            for i in range(height)]  # fmt: skip
+    colours = channels - 1 if channels in (2, 4) else channels
+    top = max(float(a) for a in pixels[..., -1].ravel()) if colours < channels else 1.0
+
+    def value(i: int, j: int) -> float:
+        colour = max(float(pixels[i, j, c]) for c in range(colours))
+        if colours == channels:
+            return colour
+        return colour * (float(pixels[i, j, -1]) / top) if top > 0 else 0.0
+
+    best = [[value(i, j) for j in range(width)] for i in range(height)]
     peak = max(max(row) for row in best)
     if peak <= 0:
         return np.zeros((height, width), bool)
@@ -106,6 +115,22 @@ def test_a_colour_mask_takes_its_largest_channel(tmp_path: Path):
     iio.imwrite(tmp_path / "c_mask.png", rgb)
     mask = read_mask(tmp_path / "c_mask.png")
     assert sorted(zip(*np.nonzero(mask), strict=True)) == [(1, 1), (2, 2)]
+
+
+def test_an_alpha_channel_is_transparency_not_a_defect(tmp_path: Path):
+    """An opaque black background is no defect (taking the largest of all channels
+    counted alpha, so it was all defect), nor is a transparent white one."""
+    square = np.zeros((8, 8), bool)
+    square[2:5, 3:6] = True
+    opaque = np.zeros((8, 8, 4), np.uint8)
+    opaque[..., 3] = 255
+    opaque[square, :3] = 255
+    clear = np.full((8, 8, 4), 255, np.uint8)
+    clear[..., 3] = np.where(square, 255, 0)
+    gray_alpha = np.stack([np.where(square, 255, 0), np.full((8, 8), 255)], -1).astype(np.uint8)
+    for name, values in (("opaque", opaque), ("clear", clear), ("la", gray_alpha)):
+        iio.imwrite(tmp_path / f"{name}_mask.png", values)
+        np.testing.assert_array_equal(read_mask(tmp_path / f"{name}_mask.png"), square)
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.5, 1.0001, 2.0, math.nan])
