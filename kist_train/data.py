@@ -39,6 +39,7 @@ class MissingDataError(DataError):
 
     exit_code = 2
 
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask.png"
 
