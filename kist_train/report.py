@@ -297,6 +297,8 @@ def _audit(report: RunReport, run, scorer, dataset) -> None:
         dataset,
         rulebook=f"the rulebook {report.run.run_dir} trained with",
         text=report.rulebook_text or "",
+        # What the run pushed: with --label-erosion, only the labels' interior.
+        label_erosion=run.config.label_erosion,
     )
 
 

@@ -329,7 +329,13 @@ def _audit(report: RunReport) -> Markup:
         f"The pseudo-labels the run's rulebook gives the anomalous test images with the final "
         f"model (mu_e = {audit.mu_e:.4g}, sigma_e = {audit.sigma_e:.4g}, "
         f"{len(audit.thresholds)} thresholds of eq. 9), compared with their masks at the "
-        f"{audit.resolution}: per defect type, per rule and for the whole rulebook."
+        f"{audit.resolution}: per defect type, per rule and for the whole rulebook"
+        + (
+            f"; labels cut to their interior, {audit.label_erosion} px in, as the run "
+            "trained (--label-erosion)."
+            if audit.label_erosion
+            else "."
+        )
     )
     return _section(
         "audit",

@@ -250,8 +250,10 @@ def _constant_run(
     phase: str = "update_1",
     sigma_e: float = 0.05,
     label_erosion: int = 0,
+    rulebook_text: str | None = None,
 ) -> None:
-    """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly."""
+    """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly
+    (`rulebook_text`: the rulebook it records as trained with)."""
     torch.manual_seed(0)
     config = ModelConfig(kind="cae", width=4, depth=2)
     model = build_model(config)
@@ -268,6 +270,8 @@ def _constant_run(
         "mu_e": 0.0,
         "sigma_e": sigma_e,
     }
+    if rulebook_text is not None:
+        meta["rulebook_text"] = rulebook_text
     save_checkpoint(run_dir, phase, model.eval(), meta)
 
 
@@ -393,3 +397,23 @@ def test_audit_on_the_working_grid(tmp_path):
     assert report.row("hole", "dark").tp == 20
     assert report.resolution == "16 px working grid"
     assert "at the 16 px working grid" in report.format_text()
+
+
+def test_the_report_audits_what_the_run_pushed(tmp_path):
+    """A run trained with --label-erosion 1: `kistrules report` audits the interior
+    of its labels (the 6 px the hand case's blob keeps), as `audit` does by default,
+    and its page says so."""
+    from kist_train.report import build_report
+    from kist_train.report_page import render_html
+
+    size = 16
+    data, _ = _blob_case(tmp_path, size)
+    (data / "test" / "good").mkdir()  # image AUROC needs a normal test image
+    iio.imwrite(data / "test" / "good" / "n.png", np.full((size, size), 128, dtype=np.uint8))
+    text = "threshold 0.8\nrule dark: IF gray is low THEN anomalous (1.0)\n"
+    _constant_run(tmp_path / "run", size, label_erosion=1, rulebook_text=text)
+    report = build_report(tmp_path / "run", data, device="cpu", phases="last", progress=False)
+    assert report.audit.label_erosion == 1
+    overall = report.audit.row("hole")
+    assert (overall.tp, overall.fp, overall.fn) == (6, 0, 24)
+    assert "labels cut to their interior, 1 px in, as the run trained" in render_html(report)
