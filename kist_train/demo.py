@@ -419,7 +419,12 @@ def run_demo(
     began = time.perf_counter()
     with _Determinism(seed):
         steps = 6
-        console.rule(f"kistrules demo ({'fast smoke run' if fast else 'full'}, seed {seed})")
+        title = f"kistrules demo ({'fast smoke run' if fast else 'full'}, seed {seed})"
+        # A rule spans the console's width: a pipe's console is unbounded (never cuts a line).
+        if console.is_terminal:
+            console.rule(title)
+        else:
+            console.print(f"== {title} ==")
         console.print(f"[1/{steps}] making the data set from skimage.data.brick() ...")
         data = out / "data"
         with _recording(manifest, data):

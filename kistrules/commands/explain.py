@@ -355,9 +355,7 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of data and training.")] = 0,
 ) -> None:
     """Make a small defect data set, train baseline and KIST on the CPU, and compare them."""
-    from rich.console import Console
-
     from kist_train.demo import run_demo
 
     with one_line_errors():
-        run_demo(out, fast=fast, seed=seed, console=Console())
+        run_demo(out, fast=fast, seed=seed, console=stdout_console())

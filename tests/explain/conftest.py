@@ -13,9 +13,11 @@ def fast_demo(tmp_path_factory: pytest.TempPathFactory):
     from rich.console import Console
 
     from kist_train.demo import run_demo
+    from kistrules.commands.common import UNWRAPPED
 
     out: Path = tmp_path_factory.mktemp("demo")
-    console = Console(file=open(out / "console.txt", "w"), width=120)  # noqa: SIM115
+    # What `kistrules demo` prints into a pipe (kistrules.commands.common.stdout_console).
+    console = Console(file=open(out / "console.txt", "w"), width=UNWRAPPED)  # noqa: SIM115
     try:
         result = run_demo(out / "run", fast=True, seed=3, console=console, progress=False)
     finally:

@@ -94,6 +94,13 @@ def test_fast_demo_runs_end_to_end(fast_demo):
     assert result.baseline["baseline"] is True and result.kist["baseline"] is False
     console = (result.out.parent / "console.txt").read_text()
     assert "KIST - control" in console and "explain overlay" in console
+    # Piped, no line is cut or wrapped (rich's 80 columns broke the table's headers and
+    # the labelling line), and the title is a line, not a rule a million columns wide.
+    lines = console.splitlines()
+    assert lines[0] == "== kistrules demo (fast smoke run, seed 3) =="
+    assert any(line.startswith("│ KIST - control │") for line in lines)
+    assert any("labelled" in line and "regions fired" in line for line in lines)
+    assert max(map(len, lines)) < 400
     with Image.open(result.overlay) as overlay:
         assert overlay.size[1] >= 448
 
