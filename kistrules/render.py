@@ -186,7 +186,8 @@ def render_code_docs() -> str:
         "`kistrules check` reports each problem with a stable code: `E` codes are errors "
         "(exit status 1), `W` codes warnings (exit status 1 only with `--strict`). "
         "`kistrules explain-code CODE` prints the explanation below; "
-        "`--select`/`--ignore CODE` filter them, and a `# kist: ignore[CODE]` comment on "
+        "`--select`/`--ignore CODE` filter what is listed (an error hidden this way still "
+        "sets exit status 1), and a `# kist: ignore[CODE]` comment on "
         "the line silences a warning (never an error: E027). W107 is off unless `--select` "
         "names it.\n",
         "| code | severity | title |\n|---|---|---|\n"

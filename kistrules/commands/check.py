@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kistrules.commands.common import fail
+from kistrules.commands.common import fail, stderr
 from kistrules.errors import UsageError
 from kistrules.files import collect_rulebooks
 
@@ -59,11 +59,16 @@ def check_command(
         files = collect_rulebooks(paths)
         sources: dict[str, str] = {}
         diagnostics = []
+        hidden_errors = 0
         for path in files:
             text, found = check_file(path, enable=enable)
             if text is not None:
                 sources[str(path)] = text
-            diagnostics += select_codes(found, select=select, ignore=ignore)
+            shown = select_codes(found, select=select, ignore=ignore)
+            diagnostics += shown
+            hidden_errors += sum(d.severity == "error" for d in found) - sum(
+                d.severity == "error" for d in shown
+            )
     except UsageError as err:
         raise fail(escape(str(err)), code=2) from None
 
@@ -75,7 +80,16 @@ def check_command(
         color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
         sys.stdout.write(render_text(diagnostics, sources, color=color, files=len(files)))
     sys.stdout.flush()
-    errors = any(d.severity == "error" for d in diagnostics)
+    if hidden_errors:
+        # A filter hides errors from the listing, never from the verdict: every other
+        # command refuses such a rulebook, so check must not pass it.
+        plural = "" if hidden_errors == 1 else "s"
+        stderr.print(
+            f"note: {hidden_errors} error{plural} not shown (--select/--ignore); "
+            "the exit status counts them",
+            markup=False,
+        )
+    errors = hidden_errors or any(d.severity == "error" for d in diagnostics)
     if errors or (strict and diagnostics):
         raise typer.Exit(1)
 

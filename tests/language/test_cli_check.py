@@ -149,13 +149,17 @@ def test_select_and_ignore(tmp_path):
 
     def codes(*flags):
         result = run("check", "--format", "json", *flags, path)
-        return result.exit_code, [d["code"] for d in json.loads(result.output)]
+        return result.exit_code, [d["code"] for d in json.loads(result.stdout)]
 
     assert codes() == (1, ["E002", "E004", "E006"])
     assert codes("--select", "E002") == (1, ["E002"])
     assert codes("--select", "E002,E006") == (1, ["E002", "E006"])
     assert codes("--ignore", "E002", "--ignore", "E004") == (1, ["E006"])
-    assert codes("--ignore", "E") == (0, [])
+    # Filters choose what is listed, never the verdict: hidden errors still fail the check.
+    assert codes("--ignore", "E") == (1, [])
+    assert codes("--select", "W") == (1, [])
+    hidden = run("check", "--ignore", "E", path)
+    assert "3 errors not shown" in hidden.stderr and "0 errors" in hidden.stdout
 
 
 def test_ignore_comment_in_a_file(tmp_path):
