@@ -31,8 +31,8 @@ The layout, decided once so that every rulebook reads alike:
   of its statement's (last) line; comments on lines of their own stay before
   the statement they precede (a comment inside a multi-line statement moves
   just before it, except a `# kist: ignore[...]` directive, which moves to
-  the end of its statement's line, and a rule carrying one is never wrapped,
-  so that it still covers the statement's diagnostics); comments before the
+  the end of its statement's last line, where it still covers the statement's
+  diagnostics: it counts on any of the statement's lines); comments before the
   first statement and separated from it by a blank line stay at the top of
   the file; comments after the last statement stay at the end.
 
@@ -151,8 +151,9 @@ def _rule_tail(rule: Rule) -> str:
 def format_rule(rule: Rule, *, wrap: bool = True) -> list[str]:
     """A rule as one line, or wrapped before its top-level `and`/`or` when too long.
 
-    `wrap=False` keeps it on one line: a `# kist: ignore[...]` comment at its
-    end must stay on the line its diagnostics point at.
+    `wrap=False` keeps it on one line. A `# kist: ignore[...]` comment needs no
+    such care: it covers every line of its statement, so it still does at the
+    end of the wrapped rule's last line.
     """
     return _wrapped(f"{_rule_head(rule)}if ", rule.condition, _rule_tail(rule), wrap)
 
@@ -332,10 +333,7 @@ def _render_section(out: list[str], items: list[_Placed]) -> None:
             for p in items
         ]
         pad = max((len(n) for n in names if len(n) <= ALIGN_MAX_NAME), default=0)
-    bodies = [
-        format_statement(p.statement, pad=pad, wrap=not _IGNORE.search(p.trailing or ""))
-        for p in items
-    ]
+    bodies = [format_statement(p.statement, pad=pad) for p in items]
     widths = [len(b[-1]) for b in bodies if len(b[-1]) <= WRAP_WIDTH]
     comment_column = max(widths, default=0) + 2 if aligned else 0
     for i, (p, lines) in enumerate(zip(items, bodies, strict=True)):
