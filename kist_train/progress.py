@@ -44,7 +44,7 @@ def print_labels(console, iteration: int, entry: dict[str, Any]) -> None:
     text = (
         f"{head}; labelled {labels['images_labelled']}/{labels['images']} images, "
         f"{labels['pixels_labelled']} px, regions fired {labels['regions_fired']}"
-        f"/{labels['regions']} ({fired})"
+        f"/{labels['regions']} (by rule, a region may fire several: {fired})"
     )
     if labels.get("precision") is not None or labels.get("recall") is not None:
         text += f"; precision {_pct(labels.get('precision'))} recall {_pct(labels.get('recall'))}"
