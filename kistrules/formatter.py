@@ -148,24 +148,23 @@ def _rule_tail(rule: Rule) -> str:
     return f"then {rule.concludes}" + (f" ({format_number(truth)})" if truth is not None else "")
 
 
-def format_rule(rule: Rule, *, wrap: bool = True) -> list[str]:
+def format_rule(rule: Rule) -> list[str]:
     """A rule as one line, or wrapped before its top-level `and`/`or` when too long.
 
-    `wrap=False` keeps it on one line. A `# kist: ignore[...]` comment needs no
-    such care: it covers every line of its statement, so it still does at the
-    end of the wrapped rule's last line.
+    Also when a `# kist: ignore[...]` comment follows it: the comment covers every
+    line of its statement, so it still does at the end of the wrapped rule's last line.
     """
-    return _wrapped(f"{_rule_head(rule)}if ", rule.condition, _rule_tail(rule), wrap)
+    return _wrapped(f"{_rule_head(rule)}if ", rule.condition, _rule_tail(rule))
 
 
-def format_define(define: Define, *, wrap: bool = True) -> list[str]:
+def format_define(define: Define) -> list[str]:
     """`define NAME = CONDITION`, wrapped like a rule when too long."""
-    return _wrapped(f"define {define.name.name} = ", define.condition, "", wrap)
+    return _wrapped(f"define {define.name.name} = ", define.condition, "")
 
 
-def _wrapped(head: str, condition: Condition, tail: str, wrap: bool) -> list[str]:
+def _wrapped(head: str, condition: Condition, tail: str) -> list[str]:
     one_line = f"{head}{format_condition(condition)}" + (f" {tail}" if tail else "")
-    if not wrap or len(one_line) <= WRAP_WIDTH or not isinstance(condition, (And, Or)):
+    if len(one_line) <= WRAP_WIDTH or not isinstance(condition, (And, Or)):
         return [one_line]
     kind = condition.kind
     parts = [_operand(op, kind) for op in condition.operands]
@@ -176,7 +175,7 @@ def _wrapped(head: str, condition: Condition, tail: str, wrap: bool) -> list[str
     return lines
 
 
-def format_statement(statement: Statement, *, pad: int = 0, wrap: bool = True) -> list[str]:
+def format_statement(statement: Statement, *, pad: int = 0) -> list[str]:
     """One statement's lines; `pad` aligns the `=` of scale and set blocks."""
     if isinstance(statement, RulebookName):
         return [f'rulebook "{statement.name}"']
@@ -191,8 +190,8 @@ def format_statement(statement: Statement, *, pad: int = 0, wrap: bool = True) -
     if isinstance(statement, ThresholdDef):
         return [f"threshold {format_number(statement.value)}"]
     if isinstance(statement, Define):
-        return format_define(statement, wrap=wrap)
-    return format_rule(statement, wrap=wrap)
+        return format_define(statement)
+    return format_rule(statement)
 
 
 def _set_name(statement: SetDef) -> str:
