@@ -250,6 +250,8 @@ def _run_labels(
         if previous is not None:
             entry["labels"] = previous["labels"]
         return entry
+    # Eq. 9's thresholds and the batching, the same with or without DDP.
+    common = {"mu": mu, "sigma": sigma, "s": config.s, "batch_size": batch}
     if ddp.net is not None:  # DDP: label this rank's shard, gather masks and figures
         from kist_train.distributed import label_shards
 
@@ -258,23 +260,17 @@ def _run_labels(
             state.model,
             data.anomalous,
             scorer,
-            mu=mu,
-            sigma=sigma,
-            s=config.s,
             sizes=data.anomalous_sizes,
             truth=data.anomalous_truth,
-            batch_size=batch,
+            **common,
         )
     else:
         labelling = label_residuals(
             state.model,
             data.anomalous,
             scorer,
-            mu=mu,
-            sigma=sigma,
-            s=config.s,
             original_sizes=data.anomalous_sizes,
-            batch_size=batch,
+            **common,
         )
         labels = labelling.mask.to(data.anomalous.device)
         entry["labels"] = label_statistics(labelling, scorer, truth_masks=data.anomalous_truth)
