@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/residuals_by_kind.py DATA_DIR RUN_DIR[:PHASE] [RUN_DIR[:PHASE] ...]
 
-For each run (default: its last phase), on the working grid: the mean raw residual
+For each run (default: its last phase), on the working grid (masks brought to it as
+`kistrules audit --grid` does): the mean raw residual
 e(x) over the pixels of the normal test images (the floor a defect must clear), and
 per defect kind (the test/<kind> folder) the median residual of the defect pixels
 and its ratio to that floor. A push that lifts the floor more than a kind's defects
@@ -16,9 +17,11 @@ import sys
 
 import numpy as np
 
+from kist_train.audit import grid_mask
 from kist_train.data import load_dataset, working_tensor
 from kist_train.predict import load_run
 from kist_train.residuals import residuals_of
+from kistrules.errors import KistrulesError
 
 
 def by_kind(data_dir: str, run_spec: str) -> tuple[float, dict[str, float]]:
@@ -33,9 +36,7 @@ def by_kind(data_dir: str, run_spec: str) -> tuple[float, dict[str, float]]:
     kinds: dict[str, list[np.ndarray]] = {}
     for index, item in enumerate(items):
         if item.is_anomalous:
-            mask = item.mask()
-            if mask.shape != residual[index].shape:
-                raise SystemExit(f"{item.path}: masks must be on the {run.size} px working grid")
+            mask = grid_mask(item.mask(), run.size)  # as `audit --grid` compares
             kinds.setdefault(item.defect, []).append(residual[index][mask])
     return 1e4 * floor, {k: 1e4 * float(np.median(np.concatenate(v))) for k, v in kinds.items()}
 
@@ -45,7 +46,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     data_dir, runs = argv[0], argv[1:]
     for run_spec in runs:
-        floor, medians = by_kind(data_dir, run_spec)
+        try:
+            floor, medians = by_kind(data_dir, run_spec)
+        except KistrulesError as err:  # a wrong path or run: one line, as the CLI says it
+            raise SystemExit(f"error: {err}") from None
         cells = " | ".join(f"{k} {v:.1f} ({v / floor:.1f}x)" for k, v in sorted(medians.items()))
         print(f"{run_spec}: normal floor {floor:.2f} | {cells}")
 
