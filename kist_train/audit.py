@@ -25,6 +25,7 @@ table: which class the knowledge gives each kind of defect.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,8 +110,10 @@ class AuditReport:
     resolution: str = "original resolution"  # or "S px working grid": where labels met masks
     images: tuple[AuditImage, ...] = ()  # per test image, in data order (rulebook labels)
     class_rows: tuple[AuditClassRow, ...] = ()  # a class-aware rulebook's labels per class
-    # Labels cut to their interior (px in), as training with --label-erosion pushes them.
+    # Labels cut to their interior (px in), as training with --label-erosion pushes them,
+    # and to pixels with e >= mu_e + label_min_sigmas * sigma_e (--label-min-sigmas).
     label_erosion: int = 0
+    label_min_sigmas: float = 0.0
 
     def row(self, group: str, rule: str = OVERALL) -> AuditRow:
         for candidate in self.rows:
@@ -163,9 +166,21 @@ class AuditReport:
         return "\n".join(lines)
 
     def _erosion_note(self) -> str:
-        if not self.label_erosion:
-            return ""
-        return f"; labels cut to their interior, {self.label_erosion} px in (--label-erosion)"
+        return "".join(f"; {part}" for part in self.trust_notes())
+
+    def trust_notes(self) -> list[str]:
+        """How the labels were cut to what training pushes, one phrase per option."""
+        notes = []
+        if self.label_erosion:
+            notes.append(
+                f"labels cut to their interior, {self.label_erosion} px in (--label-erosion)"
+            )
+        if self.label_min_sigmas:
+            notes.append(
+                f"only pixels with e >= mu_e + {self.label_min_sigmas:g} sigma_e "
+                "(--label-min-sigmas)"
+            )
+        return notes
 
     def format_images(self) -> str:
         """The labelled images, most wrongly labelled pixels first: where precision is lost
@@ -279,6 +294,7 @@ def audit_rulebook(
     grid: bool = False,
     mask_threshold: float = MASK_THRESHOLD,
     label_erosion: int | None = None,
+    label_min_sigmas: float | None = None,
 ) -> AuditReport:
     """Audit a rulebook's pseudo-labels on DATA/test/<defect> with the run's model.
 
@@ -286,8 +302,9 @@ def audit_rulebook(
     every phase shows how the labels a rulebook would give evolve over the iterations.
     `grid` compares on the working grid instead of at the masks' resolution;
     `mask_threshold` binarises the masks (`kist_train.data.read_mask`).
-    `label_erosion` audits only the labels' interior, the pixels training pushes
-    (default: the run's own --label-erosion).
+    `label_erosion` audits only the labels' interior, the pixels training pushes,
+    and `label_min_sigmas` only their pixels with e >= mu_e + that * sigma_e
+    (default: the run's own --label-erosion and --label-min-sigmas).
     """
     from kist_train.data import load_dataset
     from kist_train.predict import load_run
@@ -310,6 +327,9 @@ def audit_rulebook(
         batch_size=batch_size,
         grid=grid,
         label_erosion=run.config.label_erosion if label_erosion is None else label_erosion,
+        label_min_sigmas=(
+            run.config.label_min_sigmas if label_min_sigmas is None else label_min_sigmas
+        ),
     )
 
 
@@ -324,6 +344,7 @@ def audit_scorer(
     grid: bool = False,
     items: Sequence[ImageItem] | None = None,
     label_erosion: int = 0,
+    label_min_sigmas: float = 0.0,
 ) -> AuditReport:
     """The audit of a compiled rulebook (`text`, shown as `rulebook`) with a loaded run.
 
@@ -332,11 +353,13 @@ def audit_scorer(
     the images an expert annotated (`items`, each with its mask; default: the
     data set's anomalous test images). With `label_erosion` every label (overall,
     per rule, per class) keeps only the interior of the overall labels, as
-    training with --label-erosion pushes them; regions fired are counted as they are.
+    training with --label-erosion pushes them, and with `label_min_sigmas` only their
+    pixels whose residual reaches mu_e + that * sigma_e (--label-min-sigmas); regions
+    fired are counted as they are.
     """
     from kist_train.data import working_tensor
-    from kist_train.pseudo_labels import interior
-    from kist_train.residuals import label_residuals
+    from kist_train.pseudo_labels import trusted_labels
+    from kist_train.residuals import label_residuals, residuals_of
     from kistrules.errors import DataError, UsageError
     from kistrules.pseudo_labels import class_masks, rule_masks
 
@@ -346,6 +369,9 @@ def audit_scorer(
         raise DataError(f"{dataset.root / 'test'}: no anomalous test images to audit")
     if label_erosion < 0:
         raise UsageError(f"--label-erosion must be 0 or more pixels, got {label_erosion}")
+    if not (label_min_sigmas >= 0 and math.isfinite(label_min_sigmas)):
+        raise UsageError(f"--label-min-sigmas must be a number >= 0, got {label_min_sigmas}")
+    floor = run.mu_e + label_min_sigmas * run.sigma_e if label_min_sigmas else None
     rule_names = list(scorer.rule_names)
     alpha = float(scorer.threshold)
     class_names: list[str] = []  # filled from the first batch's class masks
@@ -373,8 +399,13 @@ def audit_scorer(
             batch_size=batch_size,
         )
         thresholds = tuple(float(t) for t in labels.thresholds)
-        # What training pushes: the labels' interior (the labels themselves at 0).
-        trusted = interior(labels.mask, label_erosion).cpu()
+        # What training pushes: the labels' interior (the labels themselves at 0), and of
+        # it, with a floor, the pixels whose own residual reaches it.
+        residuals = None
+        if floor is not None:
+            with torch.no_grad():
+                residuals = residuals_of(run.model, x, batch_size=batch_size)
+        trusted = trusted_labels(labels.mask, label_erosion, residuals, floor).cpu()
         by_rule = [m & trusted for m in rule_masks(labels, scorer)]
         image_of = torch.as_tensor(labels.table.image).long().cpu()
         fired = torch.as_tensor(labels.trace.fired).bool().cpu()
@@ -449,6 +480,7 @@ def audit_scorer(
         images=tuple(images),
         class_rows=tuple(class_rows),
         label_erosion=label_erosion,
+        label_min_sigmas=label_min_sigmas,
     )
 
 

@@ -226,7 +226,7 @@ def _run_labels(
     config: TrainConfig, state: PhaseState, data: _Data, scorer, iteration: int, ddp: _Ddp
 ) -> dict[str, Any]:
     """Residual statistics, then eq. 9-12 (or reuse the frozen labels)."""
-    from kist_train.pseudo_labels import interior, label_statistics, mask_scores
+    from kist_train.pseudo_labels import label_statistics, mask_scores, trusted_labels
     from kist_train.residuals import label_residuals
 
     batch = max(config.batch_size, 64)
@@ -275,8 +275,15 @@ def _run_labels(
         labels = labelling.mask.to(data.anomalous.device)
         entry["labels"] = label_statistics(labelling, scorer, truth_masks=data.anomalous_truth)
     entry["labelled"] = True
-    state.labels = interior(labels, config.label_erosion)
-    if config.label_erosion:  # what the push trusts: the labels' interior
+    residuals, floor = None, None
+    if config.label_min_sigmas:  # only pixels that themselves look anomalous
+        from kist_train.residuals import residuals_of
+
+        with torch.no_grad():
+            residuals = residuals_of(state.model, data.anomalous, batch_size=batch)
+        floor = mu + config.label_min_sigmas * sigma
+    state.labels = trusted_labels(labels, config.label_erosion, residuals, floor)
+    if config.label_erosion or floor is not None:  # what the push trusts
         pushed: dict[str, Any] = {"pixels": int(state.labels.sum())}
         if data.anomalous_truth is not None:
             pushed["precision"], pushed["recall"] = mask_scores(state.labels, data.anomalous_truth)

@@ -297,8 +297,9 @@ def _audit(report: RunReport, run, scorer, dataset) -> None:
         dataset,
         rulebook=f"the rulebook {report.run.run_dir} trained with",
         text=report.rulebook_text or "",
-        # What the run pushed: with --label-erosion, only the labels' interior.
+        # What the run pushed: the labels' interior (--label-erosion) above its floor.
         label_erosion=run.config.label_erosion,
+        label_min_sigmas=run.config.label_min_sigmas,
     )
 
 

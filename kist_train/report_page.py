@@ -331,9 +331,8 @@ def _audit(report: RunReport) -> Markup:
         f"{len(audit.thresholds)} thresholds of eq. 9), compared with their masks at the "
         f"{audit.resolution}: per defect type, per rule and for the whole rulebook"
         + (
-            f"; labels cut to their interior, {audit.label_erosion} px in, as the run "
-            "trained (--label-erosion)."
-            if audit.label_erosion
+            f"; {'; '.join(audit.trust_notes())}, as the run trained."
+            if audit.trust_notes()
             else "."
         )
     )

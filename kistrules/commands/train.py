@@ -284,6 +284,14 @@ def audit_command(
             "--label-erosion pushes them (default: the run's own setting).",
         ),
     ] = None,
+    label_min_sigmas: Annotated[
+        float | None,
+        typer.Option(
+            "--label-min-sigmas",
+            help="Audit only labelled pixels with e >= mu_e + this * sigma_e, as training "
+            "with --label-min-sigmas pushes them (default: the run's own setting).",
+        ),
+    ] = None,
 ) -> None:
     """Pseudo-label precision / recall of a rulebook on the anomalous test images."""
     with one_line_errors():
@@ -300,6 +308,7 @@ def audit_command(
             grid=grid,
             mask_threshold=mask_threshold,
             label_erosion=label_erosion,
+            label_min_sigmas=label_min_sigmas,
         )
         if json_path is not None:
             _write_json(json_path, report.to_dict(), command="audit", fields=AUDIT_FIELDS)

@@ -130,6 +130,28 @@ def test_predict_and_audit(run, tmp_path):
         "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--label-erosion", "-1"
     )
     _one_line_error(result, 2, "--label-erosion")
+    # --label-min-sigmas: of the labels, only pixels whose own residual reaches the floor;
+    # the higher the floor, the fewer (never more) labelled pixels, regions fired unchanged.
+    pushed = []
+    for k in ("0", "1", "3"):
+        result = _invoke(
+            "audit", "--model", run_dir, "--rulebook", rules, "--data", data, "--grid", "--json",
+            tmp_path / f"k{k}", "--label-min-sigmas", k,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        floored = json.loads((tmp_path / f"k{k}").read_text())
+        assert floored["label_min_sigmas"] == float(k)
+        assert ("--label-min-sigmas" in result.stdout) == (k != "0")
+        row = next(r for r in floored["rows"] if r["group"] == "all" and r["rule"] == "(rulebook)")
+        assert row["regions_fired"] == overall["regions_fired"]
+        pushed.append(row["tp"] + row["fp"])
+    assert pushed[0] == overall["tp"] + overall["fp"]
+    assert pushed[0] >= pushed[1] >= pushed[2]
+    result = _invoke(
+        "audit", "--model", run_dir, "--rulebook", rules, "--data", data,
+        "--label-min-sigmas", "-0.5",
+    )  # fmt: skip
+    _one_line_error(result, 2, "--label-min-sigmas")
 
 
 def _with_faint_rims(data, out):

@@ -135,6 +135,36 @@ def test_label_erosion_pushes_the_interior_of_the_same_labels(dataset, tmp_path)
     assert f"interior {inside['pixels']} px" in console.export_text()
 
 
+def test_label_min_sigmas_pushes_only_labels_that_look_anomalous(dataset, tmp_path):
+    """The run trains on the labelled pixels whose own residual (initial model) reaches
+    mu_e + k sigma_e: a part of the labels, and exactly those pixels."""
+    from kist_train.checkpoints import read_checkpoint
+    from kist_train.predict import load_run
+    from kist_train.pseudo_labels import interior
+    from kist_train.residuals import residuals_of
+
+    def labels_of(run):
+        return read_checkpoint(run, "labels_1").extra["labels"].to(torch.bool)
+
+    plain = train(_config(dataset, tmp_path / "p", iterations=1), console=_quiet(), progress=False)
+    floored = train(
+        _config(dataset, tmp_path / "f", iterations=1, label_min_sigmas=2.0),
+        console=_quiet(),
+        progress=False,
+    )
+    inside = interior(labels_of(plain), 0)  # no erosion: the tiny blobs have no interior
+    got = labels_of(floored)
+    assert got.any() and not torch.equal(got, inside)
+    config = _config(dataset, tmp_path / "f")
+    initial = load_run(floored, device="cpu", phase="initial")
+    x = working_tensor(load_dataset(config.data).train_anomalous, config.size)
+    e = residuals_of(initial.model, x, batch_size=max(config.batch_size, 64))  # as labelling
+    floor = initial.mu_e + 2.0 * initial.sigma_e
+    assert torch.equal(got, inside & (e >= floor))
+    entry = read_log(floored)[1]["labels"]["interior"]
+    assert entry["pixels"] == int(got.sum()) < int(inside.sum())
+
+
 def test_unet_paper_push_and_recomputed_labels(dataset, tmp_path):
     config = _config(
         dataset, tmp_path / "r", push="paper", freeze_labels=False, model="unet", skip_from=1
@@ -209,6 +239,12 @@ def test_plain_mvtec_category_equals_baseline(tmp_path):
 def test_rulebook_required_unless_baseline(dataset, tmp_path):
     with pytest.raises(UsageError, match="--rulebook is required"):
         train(_config(dataset, tmp_path / "x", rulebook=None), console=_quiet())
+
+
+@pytest.mark.parametrize("value", [-0.5, float("nan")])
+def test_label_min_sigmas_must_be_a_number_at_least_zero(dataset, tmp_path, value):
+    with pytest.raises(UsageError, match="label"):
+        train(_config(dataset, tmp_path / "x", label_min_sigmas=value), console=_quiet())
 
 
 def test_init_from_shares_the_initial_model_exactly(dataset, tmp_path):

@@ -250,6 +250,7 @@ def _constant_run(
     phase: str = "update_1",
     sigma_e: float = 0.05,
     label_erosion: int = 0,
+    label_min_sigmas: float = 0.0,
     rulebook_text: str | None = None,
 ) -> None:
     """A run whose model outputs 0.5 everywhere: e(x) = (0.5 - x)^2 exactly
@@ -261,7 +262,13 @@ def _constant_run(
         model.head.weight.zero_()
         model.head.bias.zero_()
     train_config = TrainConfig(
-        data="d", out=str(run_dir), size=size, width=4, depth=2, label_erosion=label_erosion
+        data="d",
+        out=str(run_dir),
+        size=size,
+        width=4,
+        depth=2,
+        label_erosion=label_erosion,
+        label_min_sigmas=label_min_sigmas,
     )
     meta = {
         "config": train_config.to_dict(),
@@ -416,4 +423,15 @@ def test_the_report_audits_what_the_run_pushed(tmp_path):
     assert report.audit.label_erosion == 1
     overall = report.audit.row("hole")
     assert (overall.tp, overall.fp, overall.fn) == (6, 0, 24)
-    assert "labels cut to their interior, 1 px in, as the run trained" in render_html(report)
+    assert "labels cut to their interior, 1 px in (--label-erosion), as the run trained" in (
+        render_html(report)
+    )
+    # With --label-min-sigmas the report keeps only pixels past the run's floor: the blob's
+    # e = (0.5 - 10/255)^2 = 0.212 stays above mu_e + 4 sigma_e = 0.2, not above 5 sigma_e.
+    for k, kept in ((4.0, 6), (5.0, 0)):
+        run = tmp_path / f"run{k:g}"
+        _constant_run(run, size, label_erosion=1, label_min_sigmas=k, rulebook_text=text)
+        report = build_report(run, data, device="cpu", phases="last", progress=False)
+        assert report.audit.label_min_sigmas == k
+        assert report.audit.row("hole").tp + report.audit.row("hole").fp == kept
+        assert f"e &gt;= mu_e + {k:g} sigma_e (--label-min-sigmas)" in render_html(report)

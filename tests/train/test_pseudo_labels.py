@@ -15,6 +15,7 @@ from kist_train.pseudo_labels import (
     label_statistics,
     mask_scores,
     precision_recall,
+    trusted_labels,
     upsample_mask,
 )
 from kistrules.api import loads
@@ -150,6 +151,34 @@ def test_interior_keeps_a_region_cut_by_the_border_and_drops_its_inner_rim():
     inside = interior(mask, 1)[0]
     assert inside[:2, 2:4].all()  # the border row stays; the rows below it lose their rim
     assert int(inside.sum()) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    pixels=st.integers(0, 2),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
+    floor=st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+def test_trusted_labels_are_the_interior_above_the_floor(seed, pixels, shape, floor):
+    """--label-min-sigmas: of the interior, a pixel stays when its own residual reaches the
+    floor (checked pixel by pixel in plain Python)."""
+    rng = np.random.default_rng(seed)
+    mask = torch.as_tensor(rng.random(shape) < 0.7)
+    residuals = torch.as_tensor(rng.random(shape), dtype=torch.float32)
+    got = trusted_labels(mask, pixels, residuals if floor is not None else None, floor)
+    inside = interior(mask, pixels)
+    for index in np.ndindex(*shape):
+        expected = bool(inside[index]) and (floor is None or float(residuals[index]) >= floor)
+        assert bool(got[index]) == expected
+
+
+def test_trusted_labels_refuse_a_floor_without_matching_residuals():
+    mask = torch.ones((1, 4, 4), dtype=torch.bool)
+    with pytest.raises(ValueError, match="residual floor"):
+        trusted_labels(mask, 0, None, 0.5)
+    with pytest.raises(ValueError, match="residual floor"):
+        trusted_labels(mask, 0, torch.zeros((1, 3, 4)), 0.5)
 
 
 def test_mask_scores_compare_at_the_truths_size():
