@@ -359,7 +359,7 @@ def audit_scorer(
     """
     from kist_train.data import working_tensor
     from kist_train.pseudo_labels import trusted_labels
-    from kist_train.residuals import label_residuals, residuals_of
+    from kist_train.residuals import label_residuals
     from kistrules.errors import DataError, UsageError
     from kistrules.pseudo_labels import class_masks, rule_masks
 
@@ -401,11 +401,7 @@ def audit_scorer(
         thresholds = tuple(float(t) for t in labels.thresholds)
         # What training pushes: the labels' interior (the labels themselves at 0), and of
         # it, with a floor, the pixels whose own residual reaches it.
-        residuals = None
-        if floor is not None:
-            with torch.no_grad():
-                residuals = residuals_of(run.model, x, batch_size=batch_size)
-        trusted = trusted_labels(labels.mask, label_erosion, residuals, floor).cpu()
+        trusted = trusted_labels(labels.mask, label_erosion, labels.residuals, floor).cpu()
         by_rule = [m & trusted for m in rule_masks(labels, scorer)]
         image_of = torch.as_tensor(labels.table.image).long().cpu()
         fired = torch.as_tensor(labels.trace.fired).bool().cpu()

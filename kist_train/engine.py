@@ -277,6 +277,8 @@ def _run_labels(
     entry["labelled"] = True
     residuals, floor = None, None
     if config.label_min_sigmas:  # only pixels that themselves look anomalous
+        # One more pass over the anomalous images, once per labelling: the DDP shards
+        # return masks only, and one line serves both paths.
         from kist_train.residuals import residuals_of
 
         with torch.no_grad():

@@ -31,12 +31,15 @@ class PseudoLabels:
         region's class is `trace.winner_class` (the winning rule's conclusion).
     mask: (B, H, W) bool, eq. (12): union of the regions with grade >= alpha.
     thresholds: (T,) float64, eq. (9).
+    residuals: (B, H, W) the e(x) the regions were cut from (a pixel's own residual,
+        for a floor under the labels: kist_train.pseudo_labels.trusted_labels).
     """
 
     table: Any
     trace: Any
     mask: torch.Tensor
     thresholds: np.ndarray
+    residuals: torch.Tensor | None = None
 
 
 def label_regions(
@@ -80,7 +83,9 @@ def label_regions(
     mask = torch.as_tensor(pseudo_label_mask(table, trace.fired)).to(
         device=residuals.device, dtype=torch.bool
     )
-    return PseudoLabels(table=table, trace=trace, mask=mask, thresholds=thresholds)
+    return PseudoLabels(
+        table=table, trace=trace, mask=mask, thresholds=thresholds, residuals=residuals
+    )
 
 
 def residual_regions(
